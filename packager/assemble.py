@@ -1,0 +1,164 @@
+"""Step outputs -> typed results (with gates applied) and the list of files the bundle ships."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from packager import preprocess
+from packager.build import GATE_MODE, REFERENCE, REFERENCE_MODES, BuildOptions, variants_for
+from packager.config import Config, ModelSpec
+from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
+from packager.steps import Hasher, StepResult, tool_versions
+from packager.validate.gates import evaluate_gates
+from packager.validate.metrics import artifact_size
+
+REPORTED_TOOLS = (
+    "packager",
+    "onnx",
+    "onnxruntime",
+    "onnxconverter-common",
+    "numpy",
+    "opencv-python",
+    "onnx2tf",
+    "tensorflow",
+    "ai-edge-litert",
+    "coremltools",
+)
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    source: Path
+    dest: str
+    model: str
+    variant: str
+    sha256: str
+    size_bytes: int
+    inputs: list[IOInfo]
+    outputs: list[IOInfo]
+
+
+def host_facts() -> dict[str, str]:
+    """What the host-side numbers depend on: the INT8 default-kernel path differs without VNNI."""
+    flags = ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "")
+        flags = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        model = platform.processor()
+    return {
+        "cpu": model or platform.machine(),
+        "vnni": "yes" if ("avx512_vnni" in flags or "avx_vnni" in flags) else "no",
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def _modes(meta: dict[str, object]) -> dict[str, ModeResult]:
+    raw = meta["modes"]
+    assert isinstance(raw, dict)
+    return {mode: ModeResult.model_validate(value) for mode, value in raw.items()}
+
+
+def _variant(
+    spec: ModelSpec,
+    name: str,
+    path: Path,
+    validate: StepResult,
+    reference: ModeResult | None,
+    fp32_size: int,
+    details: dict[str, object],
+    hasher: Hasher,
+) -> VariantResult:
+    modes = _modes(validate.meta)
+    gate_mode = REFERENCE_MODES[0] if reference is None else GATE_MODE
+    gates = [] if reference is None else evaluate_gates(modes[gate_mode], reference, spec.gates)
+    size = artifact_size(path)
+    return VariantResult(
+        variant=name,
+        file=f"models/{spec.name}/{name}.onnx",
+        sha256=hasher.file(path),
+        size_bytes=size,
+        size_ratio=size / fp32_size,
+        modes=modes,
+        gate_mode=gate_mode,
+        gates=gates,
+        passed=all(g.passed for g in gates),
+        details=details,
+    )
+
+
+def assemble(
+    config: Config, options: BuildOptions, results: dict[str, StepResult], hasher: Hasher
+) -> tuple[BuildResult, list[BundleFile]]:
+    models: list[ModelResult] = []
+    files: list[BundleFile] = []
+    notes = [
+        "Quantized variants are gated in ORT's reference mode (graph optimizations off, QDQ computed in "
+        "float), the numerics ARM/XNNPACK INT8 kernels follow; the default-kernel mode is what this x86 "
+        "host computes and is shown beside it.",
+        "Mixed precision tunes its float-node set on the calibration images, never on the evaluation pairs.",
+        "Phones, Core ML prediction (macOS) and platform artifacts are not part of this build: every number "
+        "here is measured on this host with onnxruntime on CPU.",
+    ]
+    for spec in config.models:
+        m = spec.name
+        prepared = results[f"prepare[{m}]"]
+        fp32_path = prepared.out / f"{REFERENCE}.onnx"
+        fp32_size = artifact_size(fp32_path)
+        ref_validate = results[f"validate[{m}:{REFERENCE}]"]
+        io_in = [IOInfo.model_validate(prepared.meta["input"])]
+        io_out = [IOInfo.model_validate(prepared.meta["output"])]
+        reference = _variant(
+            spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher
+        )
+        ref_mode = reference.modes[REFERENCE_MODES[0]]
+        variants = []
+        for name in variants_for(spec, options):
+            path = results[f"quantize[{m}:{name}]"].out / f"{name}.onnx"
+            details = results[f"quantize[{m}:{name}]"].meta
+            variants.append(
+                _variant(spec, name, path, results[f"validate[{m}:{name}]"], ref_mode, fp32_size, details, hasher)
+            )
+        for v in [reference, *variants]:
+            src = prepared.out / f"{REFERENCE}.onnx" if v.variant == REFERENCE else None
+            src = src or results[f"quantize[{m}:{v.variant}]"].out / f"{v.variant}.onnx"
+            files.append(BundleFile(src, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out))
+        evaluation = dict(results[f"evaluation[{m}]"].meta)
+        evaluation["pairs_file"] = Path(str(evaluation["pairs_file"])).name
+        evaluation["threshold"] = spec.evaluation.threshold
+        calibration = results.get(f"calibration[{m}]")
+        if calibration is not None:
+            evaluation["calibration_images"] = calibration.meta["count"]
+            notes += [str(w) for w in calibration.meta.get("warnings", [])]  # type: ignore[union-attr]
+        models.append(
+            ModelResult(
+                name=m,
+                source=spec.source.name,
+                source_sha256=hasher.file(spec.source),
+                opset=int(prepared.meta["opset"]),  # type: ignore[arg-type]
+                inputs=io_in,
+                outputs=io_out,
+                preprocessing=preprocess.describe(spec.input),
+                evaluation=evaluation,
+                reference=reference,
+                variants=variants,
+            )
+        )
+    passed = all(v.passed for m in models for v in m.variants)
+    result = BuildResult(
+        project=config.project.name,
+        version=config.project.version,
+        config_sha256=config.digest(),
+        gates_enforced=options.enforce_gates,
+        passed=passed,
+        tool_versions=tool_versions(REPORTED_TOOLS),
+        host=host_facts(),
+        models=models,
+        notes=notes,
+    )
+    return result, files

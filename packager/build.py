@@ -1,0 +1,236 @@
+"""Plan the build as a list of named steps from the config, and run it.
+
+The plan is plain data (``packager graph`` prints it); running it is the step runner's job, and
+turning step outputs into results and a bundle is :mod:`packager.assemble`'s.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from packager import datasets
+from packager.config import Config, ModelSpec
+from packager.errors import ConfigError
+from packager.prepare import prepare_reference
+from packager.quantize import registry
+from packager.quantize.registry import QuantizeContext
+from packager.results import OrtMode
+from packager.steps import Step, StepContext, StepOutput, StepResult, StepRunner
+from packager.validate.evaluate import EvaluationData, LatencySettings, evaluate
+
+GRAPH_TOOLS = ("onnx", "onnxruntime")
+DATA_TOOLS = ("opencv-python", "numpy")
+QUANT_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
+VALIDATE_TOOLS = ("onnxruntime", "numpy")
+
+REFERENCE = "fp32"
+REFERENCE_MODES: tuple[OrtMode, ...] = ("default",)
+VARIANT_MODES: tuple[OrtMode, ...] = ("default", "reference")
+GATE_MODE: OrtMode = "reference"
+"""Mobile INT8 kernels compute QDQ like ORT with optimizations off; gate on what the phone will do."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    variants: tuple[str, ...] | None = None
+    """Overrides every model's ``variants`` (command line ``--variants``)."""
+    enforce_gates: bool = True
+
+
+def variants_for(spec: ModelSpec, options: BuildOptions) -> list[str]:
+    if options.variants is None:
+        return list(spec.variants)
+    for name in options.variants:
+        registry.get(name)
+    needing = [v for v in options.variants if registry.get(v).needs_calibration]
+    if needing and spec.calibration is None:
+        raise ConfigError("--variants", [f"{needing} need [models.calibration] for model {spec.name!r}"])
+    return list(options.variants)
+
+
+def _data_inputs(prefix: str, files: list[Path]) -> dict[str, Path]:
+    width = len(str(len(files)))
+    return {f"{prefix}{i:0{width}d}": p for i, p in enumerate(files)}
+
+
+def plan(config: Config, options: BuildOptions) -> list[Step]:
+    steps: list[Step] = []
+    for spec in config.models:
+        steps += _model_steps(config, spec, variants_for(spec, options))
+    return steps
+
+
+def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[Step]:
+    m = spec.name
+    prepare = f"prepare[{m}]"
+    steps = [
+        Step(
+            prepare,
+            "prepare",
+            run=lambda ctx: _run_prepare(spec, ctx),
+            inputs={"source": spec.source},
+            params={"input": spec.input.model_dump(mode="json"), "output": spec.output.name},
+            tools=GRAPH_TOOLS,
+        )
+    ]
+    calibration = f"calibration[{m}]"
+    if any(registry.get(v).needs_calibration for v in variants):
+        assert spec.calibration is not None
+        steps.append(
+            Step(
+                calibration,
+                "data",
+                run=lambda ctx: _run_calibration(spec, prepare, ctx),
+                inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
+                params={
+                    "input": spec.input.model_dump(mode="json"),
+                    "count": spec.calibration.count,
+                    "min_count": spec.calibration.min_count,
+                },
+                tools=DATA_TOOLS,
+                after=(prepare,),
+            )
+        )
+    evalset = datasets.load_pairs(spec.evaluation.pairs)
+    evaluation = f"evaluation[{m}]"
+    steps.append(
+        Step(
+            evaluation,
+            "data",
+            run=lambda ctx: _run_evaluation_data(spec, ctx),
+            inputs={"pairs": evalset.source, **_data_inputs("image", evalset.images)},
+            params={"input": spec.input.model_dump(mode="json")},
+            tools=DATA_TOOLS,
+        )
+    )
+    validate_params = {
+        "threshold": spec.evaluation.threshold,
+        "output": spec.output.name,
+        "latency": LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads).__dict__,
+    }
+    eval_inputs: dict[str, Path | StepOutput] = {
+        "tensors": StepOutput(evaluation, "tensors.npy"),
+        "pairs": StepOutput(evaluation, "pairs.npy"),
+        "labels": StepOutput(evaluation, "labels.npy"),
+    }
+    ref_validate = f"validate[{m}:{REFERENCE}]"
+    steps.append(
+        Step(
+            ref_validate,
+            "validate",
+            run=lambda ctx: _run_validate(config, spec, REFERENCE_MODES, ctx),
+            inputs={"model": StepOutput(prepare, f"{REFERENCE}.onnx"), **eval_inputs},
+            params={**validate_params, "modes": list(REFERENCE_MODES)},
+            tools=VALIDATE_TOOLS,
+        )
+    )
+    for variant in variants:
+        recipe = registry.get(variant)
+        quantize = f"quantize[{m}:{variant}]"
+        q_inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(prepare, f"{REFERENCE}.onnx")}
+        if recipe.needs_calibration:
+            q_inputs["calibration"] = StepOutput(calibration, "calibration.npy")
+        steps.append(
+            Step(
+                quantize,
+                "quantize",
+                run=lambda ctx, variant=variant: _run_quantize(spec, variant, ctx),
+                inputs=q_inputs,
+                params={"recipe": variant, **recipe.params(spec)},
+                tools=QUANT_TOOLS,
+            )
+        )
+        steps.append(
+            Step(
+                f"validate[{m}:{variant}]",
+                "validate",
+                run=lambda ctx: _run_validate(config, spec, VARIANT_MODES, ctx),
+                inputs={
+                    "model": StepOutput(quantize, f"{variant}.onnx"),
+                    "reference_outputs": StepOutput(ref_validate, "outputs.npy"),
+                    **eval_inputs,
+                },
+                params={**validate_params, "modes": list(VARIANT_MODES)},
+                tools=VALIDATE_TOOLS,
+            )
+        )
+    return steps
+
+
+def _run_prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
+    prepared = prepare_reference(spec, ctx.out / f"{REFERENCE}.onnx")
+    return {
+        "input": prepared.input.model_dump(),
+        "output": prepared.output.model_dump(),
+        "opset_source": prepared.opset_source,
+        "opset": prepared.opset,
+        "changes": prepared.changes,
+        "equivalence_cosine": prepared.equivalence_cosine,
+    }
+
+
+def _run_calibration(spec: ModelSpec, prepare: str, ctx: StepContext) -> dict[str, object]:
+    assert spec.calibration is not None
+    shape = ctx.outputs[prepare]["input"]["shape"]  # type: ignore[index]
+    tensors, warnings = datasets.load_calibration(spec.calibration, spec.input, list(shape))  # type: ignore[arg-type]
+    np.save(ctx.out / "calibration.npy", tensors)
+    return {"count": len(tensors), "warnings": warnings}
+
+
+def _run_evaluation_data(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
+    evalset = datasets.load_pairs(spec.evaluation.pairs)
+    tensors = datasets.load_evaluation_tensors(evalset, spec.input)
+    np.save(ctx.out / "tensors.npy", tensors)
+    np.save(ctx.out / "pairs.npy", evalset.pairs)
+    np.save(ctx.out / "labels.npy", evalset.labels)
+    return {
+        "images": len(evalset.images),
+        "pairs": len(evalset.labels),
+        "positives": int(evalset.labels.sum()),
+        "negatives": int((evalset.labels == 0).sum()),
+        "pairs_file": str(evalset.source),
+    }
+
+
+def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
+    calibration = np.load(ctx.inputs["calibration"]) if "calibration" in ctx.inputs else None
+    with tempfile.TemporaryDirectory(prefix=f"packager-{variant}-") as work:
+        qctx = QuantizeContext(
+            spec=spec,
+            reference=ctx.inputs["reference"],
+            output=ctx.out / f"{variant}.onnx",
+            work_dir=Path(work),
+            calibration=calibration,
+            probe=calibration,
+        )
+        return registry.get(variant).run(qctx)
+
+
+def _run_validate(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], ctx: StepContext) -> dict[str, object]:
+    ref_outputs = np.load(ctx.inputs["reference_outputs"]) if "reference_outputs" in ctx.inputs else None
+    data = EvaluationData(
+        tensors=np.load(ctx.inputs["tensors"]),
+        pairs=np.load(ctx.inputs["pairs"]),
+        labels=np.load(ctx.inputs["labels"]),
+        reference_outputs=ref_outputs,
+        threshold=spec.evaluation.threshold,
+    )
+    latency = LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
+    results, outputs = evaluate(ctx.inputs["model"], modes, data, latency, spec.output.name, ctx.progress)
+    np.save(ctx.out / "outputs.npy", outputs)
+    return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}
+
+
+def run_plan(
+    steps: list[Step], runner: StepRunner, on_step: Callable[[Step, StepResult], None] | None = None
+) -> dict[str, StepResult]:
+    for step in steps:
+        result = runner.run(step)
+        if on_step:
+            on_step(step, result)
+    return runner.results

@@ -1,0 +1,122 @@
+"""Write ``dist/<name>-<version>/`` atomically: a failed build never leaves a half bundle.
+
+Everything is staged in a sibling temp folder and renamed into place; the previous bundle (if any)
+is only removed once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from packager.assemble import BundleFile
+from packager.errors import OutputError
+from packager.results import BuildResult
+
+MANIFEST_SCHEMA = 1
+
+
+def bundle_dir(out_root: Path, result: BuildResult) -> Path:
+    return out_root / f"{result.project}-{result.version}"
+
+
+def ensure_writable(out_root: Path) -> None:
+    """Fail before any expensive work if the output folder cannot be written."""
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(out_root, f"output folder is not writable ({exc.strerror})", "pass --out to a writable folder") from None
+
+
+def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
+    """Everything a release engineer or a device harness needs to trust and run the artifacts."""
+    body: dict[str, object] = {
+        "schema_version": MANIFEST_SCHEMA,
+        "project": {"name": result.project, "version": result.version},
+        "config_sha256": result.config_sha256,
+        "gates_enforced": result.gates_enforced,
+        "passed": result.passed,
+        "tool_versions": result.tool_versions,
+        "models": [
+            {
+                "name": m.name,
+                "source": m.source,
+                "source_sha256": m.source_sha256,
+                "opset": m.opset,
+                "preprocessing": m.preprocessing,
+                "inputs": [io.model_dump() for io in m.inputs],
+                "outputs": [io.model_dump() for io in m.outputs],
+                "evaluation": m.evaluation,
+                "variants": [
+                    {
+                        "variant": v.variant,
+                        "file": v.file,
+                        "sha256": v.sha256,
+                        "size_bytes": v.size_bytes,
+                        "size_ratio": round(v.size_ratio, 6),
+                        "quantization": v.details,
+                        "metrics": {k: mode.model_dump(exclude={"verification": {"roc_fpr", "roc_tpr"}}) for k, mode in v.modes.items()},
+                        "gate_mode": v.gate_mode,
+                        "gates": [g.model_dump() for g in v.gates],
+                        "passed": v.passed,
+                    }
+                    for v in [m.reference, *m.variants]
+                ],
+            }
+            for m in result.models
+        ],
+        "artifacts": [
+            {
+                "path": f.dest,
+                "sha256": f.sha256,
+                "size_bytes": f.size_bytes,
+                "model": f.model,
+                "variant": f.variant,
+                "format": Path(f.dest).suffix.lstrip("."),
+                "platform": "any",
+                "inputs": [io.model_dump() for io in f.inputs],
+                "outputs": [io.model_dump() for io in f.outputs],
+            }
+            for f in sorted(files, key=lambda f: f.dest)
+        ],
+    }
+    content = json.dumps(body, sort_keys=True).encode()
+    return {**body, "content_sha256": hashlib.sha256(content).hexdigest(), "built_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def write_bundle(
+    out_root: Path,
+    result: BuildResult,
+    files: list[BundleFile],
+    write_report: Callable[[BuildResult, Path], list[Path]],
+) -> Path:
+    ensure_writable(out_root)
+    final = bundle_dir(out_root, result)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=out_root))
+    try:
+        for f in files:
+            dest = staging / f.dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f.source, dest)
+        (staging / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
+        (staging / "manifest.json").write_text(json.dumps(manifest(result, files), indent=1, sort_keys=True) + "\n")
+        write_report(result, staging)
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=out_root))
+            os.replace(final, old / final.name)
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

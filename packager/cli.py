@@ -1,0 +1,252 @@
+"""Command line: the only place that prints, draws progress and maps errors to exit codes.
+
+Exit codes: 0 ok, 1 error, 2 usage or config error, 3 a release gate failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from packager.errors import ConfigError, GateFailed, PackagerError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATES = 0, 1, 2, 3
+
+def _console(stderr: bool) -> Console:
+    """Wide tables when piped to a CI log (rich would wrap at 80 columns)."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 140)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="packager",
+        description="Turn a trained ONNX model into validated, release-ready mobile bundles.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage/config error, 3 a release gate failed.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = sub.add_parser(
+        "build",
+        help="check, quantize, validate and bundle every model in a packager.toml",
+        description="Build every model in CONFIG: prepare the FP32 reference, quantize each variant, "
+        "validate it against FP32 on the evaluation pairs, apply the release gates and write "
+        "dist/<name>-<version>/ with the models, manifest.json, report.md and report.html. "
+        "Unchanged steps are taken from the cache (.packager-cache/ next to the config).",
+    )
+    build.add_argument("config", type=Path, help="path to packager.toml")
+    build.add_argument("--out", type=Path, help="output folder (default: [build].out, else dist/ next to the config)")
+    build.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="build only these variants (overrides the config), e.g. --variants fp16 int8-qdq",
+    )
+    build.add_argument(
+        "--no-gates", action="store_true", help="write the bundle even if a gate fails; the manifest records it"
+    )
+
+    check = sub.add_parser("check", help="inspect an ONNX model: opset, inputs/outputs, ops, problems")
+    check.add_argument("model", type=Path, help="path to an .onnx file")
+
+    graph = sub.add_parser("graph", help="print the build's step plan for a config without running it")
+    graph.add_argument("config", type=Path, help="path to packager.toml")
+    graph.add_argument("--variants", nargs="+", metavar="NAME", help="as for build")
+
+    clean = sub.add_parser("clean", help="delete the step cache (and with --dist, the bundles) of a config")
+    clean.add_argument("config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml")
+    clean.add_argument("--dist", action="store_true", help="also delete the output folder")
+    return parser
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        yield progress
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from packager.build import BuildOptions
+    from packager.config import load_config
+    from packager.pipeline import build_project
+
+    config = load_config(args.config)
+    options = BuildOptions(variants=tuple(args.variants) if args.variants else None, enforce_gates=not args.no_gates)
+    start = time.perf_counter()
+    tasks: dict[str, int] = {}
+    with _progress(err_console.is_terminal) as bar:
+
+        def progress(label: str, done: int, total: int) -> None:
+            if bar is None:
+                return
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        def on_step(step, result) -> None:  # type: ignore[no-untyped-def]
+            state = "cached" if result.cached else f"ran in {result.seconds:.1f}s ({result.reason})"
+            console.print(f"  {escape(step.name):<42} {state}")
+
+        try:
+            outcome = build_project(config, options, out=args.out, progress=progress, on_step=on_step)
+        except GateFailed as exc:
+            if exc.result is not None:
+                _print_summary(exc.result)  # type: ignore[arg-type]
+            _print_gate_table(exc.result)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}")
+            return EXIT_GATES
+    _print_summary(outcome.result)
+    ran = sum(1 for s in outcome.steps if not s.cached)
+    console.print(
+        f"\n{len(outcome.steps)} steps ({len(outcome.steps) - ran} cached, {ran} ran) in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
+    if not outcome.result.passed:
+        console.print("[yellow]gates failed but --no-gates was given: the manifest records passed=false[/]")
+    console.print(f"bundle: {outcome.bundle}")
+    return EXIT_OK
+
+
+def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
+    from packager.report.format import megabytes, millis, number, percent, ratio
+
+    for model in result.models:
+        table = Table(title=f"{result.project} {result.version} — {model.name}")
+        for col in ("variant", "size MB", "ratio", "mode", "mean cos", "min cos", "AUC", "flips", "p50 ms", "gate"):
+            table.add_column(col)
+        for v in [model.reference, *model.variants]:
+            mode = v.modes[v.gate_mode]
+            auc = mode.verification.auc if mode.verification else None
+            gate = "-" if not v.gates else ("[green]pass[/]" if v.passed else "[red]FAIL[/]")
+            table.add_row(
+                v.variant, megabytes(v.size_bytes), ratio(v.size_ratio), v.gate_mode, number(mode.cosine.mean),
+                number(mode.cosine.min), number(auc), percent(mode.decision_flips), millis(mode.latency.p50_ms), gate,
+            )
+        console.print(table)
+
+
+def _print_gate_table(result) -> None:  # type: ignore[no-untyped-def]
+    from packager.validate.gates import format_gate_table
+
+    if result is None:
+        return
+    table = Table(title="release gates")
+    for col in ("variant", "gate", "metric", "mode", "value", "bar", "result"):
+        table.add_column(col)
+    for model in result.models:
+        for row in format_gate_table(model.variants):
+            table.add_row(*row)
+    console.print(table)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from packager.graph import inspect_model, load_model
+
+    model = load_model(args.model)
+    report = inspect_model(model, args.model)
+    console.print(f"[bold]{report.path}[/]  {report.size_bytes / 1e6:.2f} MB")
+    console.print(f"IR {report.ir_version}, opset {report.opset}, producer {report.producer or '?'}")
+    console.print(f"parameters: {report.parameters:,}")
+    io = Table(title="inputs / outputs")
+    for col in ("kind", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind, items in (("input", report.inputs), ("output", report.outputs)):
+        for item in items:
+            io.add_row(kind, item.name, item.dtype, str(item.shape))
+    console.print(io)
+    ops = Table(title="operators")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in report.op_histogram.items():
+        ops.add_row(op, str(count))
+    console.print(ops)
+    if report.initializers_as_inputs:
+        console.print(
+            f"[yellow]note:[/] {report.initializers_as_inputs} initializers are listed as graph inputs "
+            "(blocks constant folding and FP16 conversion); `packager build` removes them."
+        )
+    if report.dynamic_dims:
+        console.print(
+            f"[yellow]note:[/] dynamic dims {', '.join(report.dynamic_dims)}; mobile EPs need static shapes, "
+            "`packager build` fixes the batch to 1."
+        )
+    if report.opset < 13:
+        console.print("[yellow]note:[/] opset < 13; `packager build` upgrades it for per-channel QDQ.")
+    return EXIT_OK
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from packager.build import BuildOptions, plan
+    from packager.config import load_config
+
+    config = load_config(args.config)
+    steps = plan(config, BuildOptions(variants=tuple(args.variants) if args.variants else None))
+    table = Table(title=f"build plan for {args.config}")
+    for col in ("#", "step", "kind", "depends on", "params"):
+        table.add_column(col)
+    for i, step in enumerate(steps, start=1):
+        files = sum(1 for v in step.inputs.values() if isinstance(v, Path))
+        deps = escape(", ".join(step.depends_on())) + (f" +{files} files" if files else "")
+        table.add_row(str(i), escape(step.name), step.kind, deps, ", ".join(sorted(step.params)))
+    console.print(table)
+    return EXIT_OK
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from packager.config import load_config
+
+    config = load_config(args.config)
+    targets = [config.build.cache] + ([config.build.out] if args.dist else [])
+    for target in targets:
+        if target.exists():
+            shutil.rmtree(target)
+            console.print(f"removed {target}")
+        else:
+            console.print(f"nothing at {target}")
+    return EXIT_OK
+
+
+COMMANDS = {"build": _cmd_build, "check": _cmd_check, "graph": _cmd_graph, "clean": _cmd_clean}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except PackagerError as exc:
+        if args.verbose:
+            err_console.print_exception()
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

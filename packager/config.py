@@ -1,0 +1,246 @@
+"""The ``packager.toml`` schema: one declaration per option, validated once, errors collected.
+
+Paths in the file resolve relative to the file itself, so a config can be run from any working
+directory (CI jobs rarely start in the project folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from packager.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a release config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    version: Annotated[str, Field(min_length=1, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+-]*$")]
+
+
+class InputSpec(_Strict):
+    """How the app turns a camera frame into the model's input tensor.
+
+    The tensor is ``(pixel - mean) / std`` with pixels in 0..255, in the given channel order and layout.
+    The same numbers drive host validation and the generated app code, so they cannot drift apart.
+    """
+
+    name: str | None = None
+    size: Annotated[list[int], Field(min_length=2, max_length=2)]
+    channels: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    mean: Annotated[list[float], Field(min_length=1, max_length=3)] = [0.0, 0.0, 0.0]
+    std: Annotated[list[float], Field(min_length=1, max_length=3)] = [1.0, 1.0, 1.0]
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    resize: Literal["stretch", "center-crop"] = "stretch"
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(x <= 0 for x in v):
+            raise ValueError(f"size must be two positive integers [height, width], got {v}")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, v: list[float]) -> list[float]:
+        if any(x == 0 for x in v):
+            raise ValueError("std must not contain 0 (it divides the pixel values)")
+        return v
+
+    @model_validator(mode="after")
+    def _channel_counts(self) -> InputSpec:
+        n = 1 if self.channels == "GRAY" else 3
+        for field in ("mean", "std"):
+            values = getattr(self, field)
+            if len(values) not in (1, n):
+                raise ValueError(f"{field} has {len(values)} values; {self.channels} needs 1 or {n}")
+        return self
+
+    @property
+    def height(self) -> int:
+        return self.size[0]
+
+    @property
+    def width(self) -> int:
+        return self.size[1]
+
+    @property
+    def num_channels(self) -> int:
+        return 1 if self.channels == "GRAY" else 3
+
+
+class OutputSpec(_Strict):
+    name: str | None = None
+    kind: Literal["embedding", "logits", "generic"] = "embedding"
+    normalize: Literal["l2", "none"] = "l2"
+
+
+class CalibrationSpec(_Strict):
+    """Calibration data for static INT8: a folder of images, a list file of image paths, or a .npy."""
+
+    images: Path
+    count: Annotated[int, Field(gt=0)] = 200
+    min_count: Annotated[int, Field(gt=0)] = 8
+    method: Literal["minmax", "entropy", "percentile"] = "percentile"
+    percentile: Annotated[float, Field(gt=90.0, le=100.0)] = 99.999
+    per_channel: bool = True
+    reduce_range: bool = False
+
+
+class EvaluationSpec(_Strict):
+    """Evaluation pairs (``path1 path2 label`` lines); ``threshold`` is the app's same/different cut."""
+
+    pairs: Path
+    threshold: float | None = None
+
+
+class MixedSpec(_Strict):
+    """How far the mixed-precision search may go to reach its own accuracy target."""
+
+    target_mean_cosine: Annotated[float, Field(gt=0.0, le=1.0)] = 0.995
+    max_float_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.40
+    probe_images: Annotated[int, Field(gt=0)] = 32
+
+
+class GatesSpec(_Strict):
+    min_mean_cosine: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.99
+    max_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    max_decision_flips: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    source: Path
+    input: InputSpec
+    output: OutputSpec = OutputSpec()
+    calibration: CalibrationSpec | None = None
+    evaluation: EvaluationSpec
+    variants: Annotated[list[str], Field(min_length=1)] = ["fp16", "int8-dynamic", "int8-qdq", "mixed"]
+    gates: GatesSpec = GatesSpec()
+    mixed: MixedSpec = MixedSpec()
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, v: list[str]) -> list[str]:
+        from packager.quantize import registry
+
+        known = registry.names()
+        unknown = [name for name in v if name not in known]
+        if unknown:
+            raise ValueError(f"unknown variant {unknown[0]!r}; one of: {', '.join(known)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"variants listed twice: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _calibration_when_needed(self) -> ModelSpec:
+        from packager.quantize import registry
+
+        needing = [v for v in self.variants if registry.get(v).needs_calibration]
+        if needing and self.calibration is None:
+            raise ValueError(f"variants {needing} need a [models.calibration] table with images")
+        return self
+
+
+class BuildSpec(_Strict):
+    out: Path = Path("dist")
+    cache: Path = Path(".packager-cache")
+    latency_runs: Annotated[int, Field(gt=0)] = 50
+    latency_warmup: Annotated[int, Field(ge=0)] = 10
+    threads: Annotated[int, Field(gt=0)] = 1
+
+
+class Config(_Strict):
+    project: ProjectSpec
+    models: Annotated[list[ModelSpec], Field(min_length=1)]
+    build: BuildSpec = BuildSpec()
+
+    path: Path = Path("packager.toml")
+    """Where the config was read from; every relative path resolved against its folder."""
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> Config:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+    def digest(self) -> str:
+        """Hash of the effective settings (not the file bytes): reformatting the TOML changes nothing."""
+        data = self.model_dump(mode="json", exclude={"path"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(self.path, [f"no model named {name!r}; models: {[m.name for m in self.models]}"])
+
+
+def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Make every path field absolute against the config's folder before validation."""
+    for model in data.get("models", []) or []:
+        if not isinstance(model, dict):
+            continue
+        if isinstance(model.get("source"), str):
+            model["source"] = str((base / model["source"]).resolve())
+        for table, key in (("calibration", "images"), ("evaluation", "pairs")):
+            sub = model.get(table)
+            if isinstance(sub, dict) and isinstance(sub.get(key), str):
+                sub[key] = str((base / sub[key]).resolve())
+    build = data.get("build")
+    if isinstance(build, dict):
+        for key in ("out", "cache"):
+            if isinstance(build.get(key), str):
+                build[key] = str((base / build[key]).resolve())
+    else:
+        data["build"] = {"out": str((base / "dist").resolve()), "cache": str((base / ".packager-cache").resolve())}
+    return data
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key (check spelling; see README 'Configuration')"
+    if err["type"] == "missing":
+        return f"{loc}: required but missing"
+    given = err.get("input")
+    if isinstance(given, dict | list) or given is None:
+        return f"{loc}: {msg}"
+    return f"{loc}: {msg} (got {given!r})"
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document; all problems are reported together."""
+    data = _resolve(path.parent.resolve(), dict(data))
+    data["path"] = str(path)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        raise ConfigError(path, ["config file not found (pass the path to your packager.toml)"])
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["not a UTF-8 text file; is this really packager.toml?"]) from None
+    return parse_config(data, path)

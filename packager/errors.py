@@ -1,0 +1,79 @@
+"""One error hierarchy for the whole tool.
+
+The library raises; only the CLI maps an error to an exit code and prints it. Each subclass builds its
+message in ``__init__`` so that every raise site names the file or field *and* the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PackagerError(Exception):
+    """Root of every error packager raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(PackagerError):
+    """The config file or a command-line option is wrong; the user must edit it."""
+
+    exit_code = 2
+
+    def __init__(self, source: Path | str, problems: list[str]) -> None:
+        self.source = str(source)
+        self.problems = problems
+        joined = "; ".join(problems)
+        super().__init__(f"{source}: {joined}")
+
+
+class ModelError(PackagerError):
+    """The ONNX model cannot be used as given."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class DataError(PackagerError):
+    """Calibration or evaluation data is missing or malformed."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class StepError(PackagerError):
+    """A build step (quantization, conversion, inference) failed inside a real tool."""
+
+    def __init__(self, step: str, problem: str, fix: str) -> None:
+        self.step = step
+        super().__init__(f"step {step} failed: {problem}. Fix: {fix}")
+
+
+class OutputError(PackagerError):
+    """The output location cannot be written."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class GateFailed(PackagerError):
+    """Validation ran, and at least one release gate is not met."""
+
+    exit_code = 3
+
+    def __init__(self, failures: list[str], report: Path | None = None, result: object = None) -> None:
+        self.failures = failures
+        self.report = report
+        self.result = result
+        where = f" (report: {report})" if report else ""
+        super().__init__(f"release gates failed{where}: " + "; ".join(failures))
+
+
+class UnknownName(ConfigError):
+    """A registry lookup missed; the message lists what is valid."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]) -> None:
+        super().__init__(kind, [f"unknown {kind} {name!r}; one of: {', '.join(sorted(valid))}"])

@@ -1,0 +1,1 @@
+"""Quantization recipes: one module per recipe, all registered in :mod:`packager.quantize.registry`."""

@@ -1,0 +1,139 @@
+"""Mixed precision: static QDQ INT8 with the most sensitive nodes kept in float.
+
+Grows the float set in order of measured sensitivity until the variant reaches its own accuracy
+target (mean cosine to FP32 in the reference mode, on probe inputs) or a limit is hit: the share of
+float nodes or the size budget. Every step's result is recorded so the choice can be audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from packager.config import ModelSpec
+from packager.errors import StepError
+from packager.quantize.calibration import (
+    QdqSettings,
+    build_qdq,
+    calibrate,
+    preprocess_for_quantization,
+    quantizable_nodes,
+)
+from packager.quantize.registry import QuantizeContext, register
+from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
+from packager.quantize.static_qdq import calibration_params
+from packager.validate.runners import OrtRunner
+
+log = logging.getLogger(__name__)
+
+SENSITIVITY_PROBES = 8
+"""Inputs used to rank nodes; ranking is stable well before the probe set used for the target."""
+
+
+def mixed_params(spec: ModelSpec) -> dict[str, object]:
+    return {**calibration_params(spec), "mixed": spec.mixed.model_dump(mode="json")}
+
+
+def _mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    a = reference.reshape(len(reference), -1).astype(np.float64)
+    b = candidate.reshape(len(candidate), -1).astype(np.float64)
+    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return float(np.mean(cos))
+
+
+def _schedule(count: int) -> list[int]:
+    """Float-set sizes to try: one at a time first (the top nodes matter most), then growing steps."""
+    sizes, n, step = [], 0, 1
+    while n < count:
+        n = min(count, n + step)
+        sizes.append(n)
+        if len(sizes) >= 4:
+            step = min(step * 2, 8)
+    return sizes
+
+
+@register(
+    "mixed",
+    needs_calibration=True,
+    summary="static INT8 (QDQ) with the most sensitive nodes kept in float",
+    params=mixed_params,
+)
+def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
+    spec, limits = ctx.spec.calibration, ctx.spec.mixed
+    if spec is None or ctx.calibration is None or ctx.probe is None:
+        raise StepError("quantize[mixed]", "no calibration or probe data", "add [models.calibration] images")
+    work = ctx.work_dir
+    pre = preprocess_for_quantization(ctx.reference, work / "preprocessed.onnx")
+    ranges = calibrate(pre, ctx.calibration, spec)
+    settings = QdqSettings.from_spec(spec)
+    probe = ctx.probe[: limits.probe_images]
+    expected = OrtRunner(ctx.reference, "reference").run(probe)
+    reference_bytes = ctx.reference.stat().st_size
+
+    def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
+        path = build_qdq(pre, ranges, settings, work / name, exclude=exclude)
+        cosine = _mean_cosine(expected, OrtRunner(path, "reference").run(probe))
+        return path, cosine, path.stat().st_size / reference_bytes
+
+    candidates = quantizable_nodes(pre)
+    full_path, cosine, ratio = evaluate([], "mixed-0.onnx")
+    history: list[dict[str, object]] = [{"float_nodes": 0, "mean_cosine": cosine, "size_ratio": ratio}]
+    ranking = node_sensitivity(pre, full_path, probe[:SENSITIVITY_PROBES], candidates)
+    chosen: list[NodeSensitivity] = []
+    best = (full_path, cosine, ratio)
+    stop_reason = "target reached with every node in INT8"
+    max_float = int(limits.max_float_share * len(candidates))
+    if cosine < limits.target_mean_cosine:
+        stop_reason = f"float-node limit ({max_float} = {limits.max_float_share:.0%} of {len(candidates)}) reached"
+        affordable = _affordable(ranking, reference_bytes, ratio, limits.max_size_ratio)
+        for size in _schedule(min(max_float, len(affordable))):
+            trial = affordable[:size]
+            path, cos, rat = evaluate([s.node for s in trial], f"mixed-{size}.onnx")
+            history.append({"float_nodes": size, "mean_cosine": cos, "size_ratio": rat})
+            log.info("mixed: %d float nodes -> mean cosine %.5f, size ratio %.3f", size, cos, rat)
+            if cos > best[1]:
+                best, chosen = (path, cos, rat), trial
+            if cos >= limits.target_mean_cosine:
+                stop_reason = "target reached"
+                break
+        else:
+            if len(affordable) < len(ranking) and len(affordable) <= max_float:
+                stop_reason = f"size budget ({limits.max_size_ratio:.2f} of FP32) reached"
+    best[0].replace(ctx.output)
+    return {
+        "tool": "onnxruntime.quantization (QDQQuantizer) + packager sensitivity search",
+        "calibration_method": spec.method,
+        "calibration_images": len(ctx.calibration),
+        "target_mean_cosine": limits.target_mean_cosine,
+        "reached_mean_cosine_on_probe": round(best[1], 6),
+        "probe_images": len(probe),
+        "target_reached": best[1] >= limits.target_mean_cosine,
+        "stop_reason": stop_reason,
+        "quantizable_nodes": len(candidates),
+        "float_nodes": [
+            {"node": s.node, "op": s.op_type, "sqnr_loss_db": round(s.loss_db, 2), "why": "sensitivity rank"}
+            for s in chosen
+        ],
+        "search": history,
+        "top_sensitivity": [
+            {"node": s.node, "op": s.op_type, "sqnr_loss_db": round(s.loss_db, 2)} for s in ranking[:10]
+        ],
+    }
+
+
+def _affordable(
+    ranking: list[NodeSensitivity], reference_bytes: int, int8_ratio: float, max_ratio: float
+) -> list[NodeSensitivity]:
+    """Sensitive nodes in rank order, skipping any whose float weights would break the size budget."""
+    budget = max_ratio * reference_bytes - int8_ratio * reference_bytes
+    picked = []
+    for node in ranking:
+        if node.loss_db <= 0:
+            break
+        cost = 0.75 * node.float_weight_bytes
+        if cost <= budget:
+            picked.append(node)
+            budget -= cost
+    return picked

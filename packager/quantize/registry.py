@@ -1,0 +1,78 @@
+"""Quantization recipes by name, registered with a decorator; a miss lists the valid names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packager.errors import UnknownName
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from packager.config import ModelSpec
+
+
+@dataclass(frozen=True)
+class QuantizeContext:
+    """Everything a recipe may read. Recipes write exactly one file: ``output``."""
+
+    spec: ModelSpec
+    reference: Path
+    """The prepared FP32 model (cleaned, batch fixed to 1, opset upgraded when needed)."""
+    output: Path
+    work_dir: Path
+    calibration: np.ndarray | None = None
+    """Preprocessed calibration batch, shape ``[N, *input_shape[1:]]``; None when not needed."""
+    probe: np.ndarray | None = None
+    """A few preprocessed evaluation inputs, for recipes that measure their own accuracy (mixed)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    run: Callable[[QuantizeContext], dict[str, object]]
+    """Writes ``ctx.output`` and returns details worth recording in the manifest."""
+    needs_calibration: bool
+    summary: str
+    params: Callable[[ModelSpec], dict[str, object]] = field(default=lambda spec: {})
+    """The config fields this recipe reads: part of its cache key, so editing them reruns it."""
+
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register(
+    name: str,
+    *,
+    needs_calibration: bool,
+    summary: str,
+    params: Callable[[ModelSpec], dict[str, object]] | None = None,
+) -> Callable[[Callable[[QuantizeContext], dict[str, object]]], Callable[[QuantizeContext], dict[str, object]]]:
+    def decorate(fn: Callable[[QuantizeContext], dict[str, object]]) -> Callable[[QuantizeContext], dict[str, object]]:
+        if name in _RECIPES:
+            raise ValueError(f"variant {name!r} registered twice")
+        _RECIPES[name] = Recipe(name, fn, needs_calibration, summary, params or (lambda spec: {}))
+        return fn
+
+    return decorate
+
+
+def get(name: str) -> Recipe:
+    _load_builtin()
+    try:
+        return _RECIPES[name]
+    except KeyError:
+        raise UnknownName("variant", name, list(_RECIPES)) from None
+
+
+def names() -> list[str]:
+    _load_builtin()
+    return list(_RECIPES)
+
+
+def _load_builtin() -> None:
+    # Importing the recipe modules fills the registry; their heavy imports live inside the functions.
+    from packager.quantize import dynamic, fp16, mixed, static_qdq  # noqa: F401

@@ -1,0 +1,231 @@
+"""Steps and their content-addressed cache.
+
+A step is a pure function of its inputs' content, its parameters and the versions of the tools it
+runs. Its key is the sha256 of those (sorted JSON); its outputs land in ``<cache>/<key>/out``. A hit
+skips the work; a miss says why (first run, which input changed, which parameter, which tool).
+Outputs are written to a temporary folder and renamed into place, so an interrupted step never
+leaves a half entry, and a corrupt entry is a logged miss, never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from packager.errors import PackagerError, StepError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """A file produced by an earlier step, resolved when the plan runs."""
+
+    step: str
+    file: str
+
+
+@dataclass
+class StepContext:
+    out: Path
+    inputs: dict[str, Path]
+    outputs: dict[str, dict[str, object]]
+    """Metadata of every step already run, by name (for steps that need an upstream's facts)."""
+    progress: Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: str
+    """Group for display and for ``--only`` style filtering: prepare, data, quantize, validate."""
+    run: Callable[[StepContext], dict[str, object]]
+    inputs: dict[str, Path | StepOutput] = field(default_factory=dict)
+    params: dict[str, object] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    """Steps whose metadata this one reads, beyond those named in ``inputs``."""
+
+    def depends_on(self) -> list[str]:
+        ups = [v.step for v in self.inputs.values() if isinstance(v, StepOutput)]
+        return sorted({*ups, *self.after})
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    key: str
+    out: Path
+    meta: dict[str, object]
+    cached: bool
+    reason: str
+    seconds: float
+
+
+def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class Hasher:
+    """sha256 of files and folders, memoized by (path, size, mtime) for the life of one build."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, int, int], str] = {}
+
+    def file(self, path: Path) -> str:
+        st = path.stat()
+        memo_key = (str(path), st.st_size, st.st_mtime_ns)
+        if memo_key not in self._memo:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            self._memo[memo_key] = digest.hexdigest()
+        return self._memo[memo_key]
+
+    def path(self, path: Path) -> str:
+        if path.is_dir():
+            listing = {str(p.relative_to(path)): self.file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+            return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+        if not path.exists():
+            raise StepError("hash", f"input {path} does not exist", "check the config paths")
+        return self.file(path)
+
+
+def step_key(name: str, input_hashes: dict[str, str], params: dict[str, object], tools: dict[str, str]) -> str:
+    payload = {"format": CACHE_FORMAT, "step": name, "inputs": input_hashes, "params": params, "tools": tools}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry(self, key: str) -> Path:
+        return self.root / "steps" / key[:2] / key
+
+    def load(self, key: str, hasher: Hasher) -> dict[str, object] | None:
+        entry = self.entry(key)
+        record = entry / "entry.json"
+        if not record.exists():
+            return None
+        try:
+            data = json.loads(record.read_text())
+            for rel, digest in data["outputs"].items():
+                if hasher.file(entry / "out" / rel) != digest:
+                    raise ValueError(f"{rel} changed")
+            return data["meta"]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def store(self, key: str, tmp_out: Path, meta: dict[str, object], hasher: Hasher) -> Path:
+        entry = self.entry(key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        outputs = {str(p.relative_to(tmp_out)): hasher.file(p) for p in sorted(tmp_out.rglob("*")) if p.is_file()}
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
+        tmp_out.rename(staging / "out")
+        (staging / "entry.json").write_text(json.dumps({"outputs": outputs, "meta": meta}, sort_keys=True, indent=1))
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(staging, entry)
+        return entry / "out"
+
+    def last_run(self, name: str) -> dict[str, object] | None:
+        path = self.root / "last" / f"{_safe(name)}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remember(self, name: str, payload: dict[str, object]) -> None:
+        path = self.root / "last" / f"{_safe(name)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+
+def why_rerun(previous: dict[str, object] | None, current: dict[str, object]) -> str:
+    """A short human reason a step is not cached, comparing with the last run of the same step."""
+    if previous is None:
+        return "first run"
+    reasons = []
+    for section in ("inputs", "params", "tools"):
+        old, new = previous.get(section, {}), current.get(section, {})
+        assert isinstance(old, dict) and isinstance(new, dict)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            label = {"inputs": "input", "params": "parameter", "tools": "tool version"}[section]
+            reasons.append(f"{label} changed: {', '.join(changed)}")
+    return "; ".join(reasons) or "cache entry missing"
+
+
+class StepRunner:
+    def __init__(self, cache: Cache, progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.cache = cache
+        self.hasher = Hasher()
+        self.progress = progress or (lambda label, done, total: None)
+        self.results: dict[str, StepResult] = {}
+
+    def resolve(self, value: Path | StepOutput) -> Path:
+        if isinstance(value, StepOutput):
+            return self.results[value.step].out / value.file
+        return value
+
+    def run(self, step: Step) -> StepResult:
+        inputs = {k: self.resolve(v) for k, v in step.inputs.items()}
+        hashes = {k: self.hasher.path(p) for k, p in inputs.items()}
+        tools = tool_versions(step.tools)
+        key = step_key(step.name, hashes, step.params, tools)
+        record = {"inputs": hashes, "params": step.params, "tools": tools}
+        meta = self.cache.load(key, self.hasher)
+        if meta is not None:
+            result = StepResult(step.name, key, self.cache.entry(key) / "out", meta, True, "cached", 0.0)
+        else:
+            reason = why_rerun(self.cache.last_run(step.name), record)
+            log.info("%s runs: %s", step.name, reason)
+            result = self._execute(step, key, inputs, reason)
+        self.cache.remember(step.name, record)
+        self.results[step.name] = result
+        return result
+
+    def _execute(self, step: Step, key: str, inputs: dict[str, Path], reason: str) -> StepResult:
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.cache.root))
+        out = tmp / "out"
+        out.mkdir()
+        start = time.perf_counter()
+        try:
+            ctx = StepContext(out, inputs, {n: r.meta for n, r in self.results.items()}, self.progress)
+            meta = step.run(ctx)
+            final = self.cache.store(key, out, meta, self.hasher)
+        except PackagerError:
+            raise
+        except Exception as exc:
+            raise StepError(step.name, f"{type(exc).__name__}: {exc}", "rerun with -v for the traceback") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return StepResult(step.name, key, final, meta, False, reason, time.perf_counter() - start)
