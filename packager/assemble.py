@@ -98,9 +98,6 @@ def assemble(
     models: list[ModelResult] = []
     files: list[BundleFile] = []
     notes = [
-        "Quantized variants are gated in ORT's reference mode (graph optimizations off, QDQ computed in "
-        "float), the numerics ARM/XNNPACK INT8 kernels follow; the default-kernel mode is what this x86 "
-        "host computes and is shown beside it.",
         "Mixed precision tunes its float-node set on the calibration images, never on the evaluation pairs.",
         "Phones, Core ML prediction (macOS) and platform artifacts are not part of this build: every number "
         "here is measured on this host with onnxruntime on CPU.",

@@ -128,7 +128,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
-    from packager.report.format import megabytes, millis, number, percent, ratio
+    from packager.report.format import megabytes, millis, percent, ratio, score
 
     for model in result.models:
         table = Table(title=f"{result.project} {result.version} — {model.name}")
@@ -139,8 +139,8 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
             auc = mode.verification.auc if mode.verification else None
             gate = "-" if not v.gates else ("[green]pass[/]" if v.passed else "[red]FAIL[/]")
             table.add_row(
-                v.variant, megabytes(v.size_bytes), ratio(v.size_ratio), v.gate_mode, number(mode.cosine.mean),
-                number(mode.cosine.min), number(auc), percent(mode.decision_flips), millis(mode.latency.p50_ms), gate,
+                v.variant, megabytes(v.size_bytes), ratio(v.size_ratio), v.gate_mode, score(mode.cosine.mean),
+                score(mode.cosine.min), score(auc), percent(mode.decision_flips), millis(mode.latency.p50_ms), gate,
             )
         console.print(table)
 

@@ -111,7 +111,7 @@ class MixedSpec(_Strict):
 
     target_mean_cosine: Annotated[float, Field(gt=0.0, le=1.0)] = 0.995
     max_float_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
-    max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.40
+    max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.30
     probe_images: Annotated[int, Field(gt=0)] = 32
 
 
@@ -201,13 +201,12 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
             sub = model.get(table)
             if isinstance(sub, dict) and isinstance(sub.get(key), str):
                 sub[key] = str((base / sub[key]).resolve())
-    build = data.get("build")
+    build = data.setdefault("build", {})
     if isinstance(build, dict):
-        for key in ("out", "cache"):
-            if isinstance(build.get(key), str):
-                build[key] = str((base / build[key]).resolve())
-    else:
-        data["build"] = {"out": str((base / "dist").resolve()), "cache": str((base / ".packager-cache").resolve())}
+        for key, default in (("out", "dist"), ("cache", ".packager-cache")):
+            value = build.get(key, default)
+            if isinstance(value, str):
+                build[key] = str((base / value).resolve())
     return data
 
 

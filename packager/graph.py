@@ -61,7 +61,7 @@ def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=True)
     except DecodeError as exc:
         raise ModelError(path, f"not a valid ONNX protobuf ({exc})", "the file is truncated or corrupt: re-export") from None
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, onnx.checker.ValidationError) as exc:
         raise ModelError(
             path,
             f"external weight data is missing ({exc})",

@@ -179,7 +179,8 @@ def why_rerun(previous: dict[str, object] | None, current: dict[str, object]) ->
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed:
             label = {"inputs": "input", "params": "parameter", "tools": "tool version"}[section]
-            reasons.append(f"{label} changed: {', '.join(changed)}")
+            shown = ", ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+            reasons.append(f"{label} changed: {shown}")
     return "; ".join(reasons) or "cache entry missing"
 
 
@@ -220,7 +221,8 @@ class StepRunner:
         start = time.perf_counter()
         try:
             ctx = StepContext(out, inputs, {n: r.meta for n, r in self.results.items()}, self.progress)
-            meta = step.run(ctx)
+            # Round-trip through sorted JSON so a fresh result is identical to a cached one.
+            meta = json.loads(json.dumps(step.run(ctx), sort_keys=True, default=str))
             final = self.cache.store(key, out, meta, self.hasher)
         except PackagerError:
             raise

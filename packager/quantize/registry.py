@@ -70,7 +70,7 @@ def get(name: str) -> Recipe:
 
 def names() -> list[str]:
     _load_builtin()
-    return list(_RECIPES)
+    return sorted(_RECIPES)
 
 
 def _load_builtin() -> None:

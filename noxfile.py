@@ -1,0 +1,30 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The full suite, including the e2e build of the real SFace example (``-m 'not e2e'`` to skip it)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6,<1")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Measured figures for the SFace example: sizes, cosine, AUC drop, flips, latency ratios, build times."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/faceid/prepare_data.py")
+    session.run("python", "bench/faceid.py", *session.posargs)

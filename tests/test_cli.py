@@ -1,0 +1,108 @@
+"""The CLI's contract: one clear line per error, the documented exit codes, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packager.cli import main
+
+
+def _dist_is_clean(config: Path) -> bool:
+    dist = config.parent / "dist"
+    return not dist.exists() or not any(p for p in dist.iterdir() if not p.name.startswith("."))
+
+
+def test_help_explains_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "build" in out and "check" in out and "Exit codes" in out
+
+
+def test_corrupt_model_exits_1_with_one_line(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project()
+    model = config.parent / "model.onnx"
+    model.write_bytes(model.read_bytes()[:300])
+    assert main(["build", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "model.onnx" in err and "Fix:" in err and "Traceback" not in err
+    assert _dist_is_clean(config)
+
+
+def test_text_file_named_onnx_via_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_text("<html>404</html>")
+    assert main(["check", str(path)]) == 1
+    assert "text file" in capsys.readouterr().err
+
+
+def test_toml_syntax_error_exits_2_with_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "packager.toml"
+    path.write_text("[project\nname='x'\n")
+    assert main(["build", str(path)]) == 2
+    assert "line 1" in capsys.readouterr().err
+
+
+def test_unknown_variant_on_the_command_line_exits_2(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", str(tiny_project()), "--variants", "int4"]) == 2
+    assert "one of: fp16, int8-dynamic, int8-qdq, mixed" in capsys.readouterr().err
+
+
+def test_empty_calibration_folder_exits_1(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project()
+    for image in (config.parent / "calib").iterdir():
+        image.unlink()
+    assert main(["build", str(config)]) == 1
+    assert "calibration folder holds no images" in capsys.readouterr().err
+    assert _dist_is_clean(config)
+
+
+def test_pairs_with_missing_image_exits_1_naming_the_line(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project()
+    pairs = config.parent / "eval" / "pairs.txt"
+    pairs.write_text(pairs.read_text() + "id00_00.png nowhere.png 0\n")
+    lines = len(pairs.read_text().splitlines())
+    assert main(["build", str(config)]) == 1
+    assert f"pairs.txt:{lines}: image 'nowhere.png' does not exist" in capsys.readouterr().err
+
+
+def test_two_image_inputs_exit_1(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    import model_factory
+
+    config = tiny_project()
+    model_factory.save(model_factory.two_image_inputs(), config.parent / "model.onnx")
+    config.write_text(config.read_text().replace("size = [32, 32]", "size = [8, 8]"))
+    assert main(["build", str(config)]) == 1
+    assert "one preprocessing block" in capsys.readouterr().err
+
+
+def test_gate_failure_exits_3_with_a_table(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project(min_cos=0.99999)
+    assert main(["build", str(config)]) == 3
+    out = capsys.readouterr()
+    assert "release gates" in out.out and "FAIL" in out.out
+    assert _dist_is_clean(config)
+
+
+def test_second_build_reports_every_step_cached(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["build", str(config)]) == 0
+    assert "(5 cached, 0 ran)" in capsys.readouterr().out
+
+
+def test_graph_prints_the_plan(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(tiny_project())]) == 0
+    out = capsys.readouterr().out
+    assert "quantize[embedder:mixed]" in out and "validate[embedder:fp32]" in out
+
+
+def test_clean_removes_the_cache(tiny_project) -> None:
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config)]) == 0
+    assert main(["clean", str(config)]) == 0
+    assert not (config.parent / ".packager-cache").exists()

@@ -1,0 +1,91 @@
+"""packager.toml: paths resolve against the file, every bad field is named with what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packager.config import load_config, parse_config
+from packager.errors import ConfigError
+
+MINIMAL = {
+    "project": {"name": "app", "version": "1.0.0"},
+    "models": [
+        {
+            "name": "m",
+            "source": "models/m.onnx",
+            "input": {"size": [112, 112]},
+            "evaluation": {"pairs": "data/pairs.txt"},
+            "variants": ["fp16"],
+        }
+    ],
+}
+
+
+def _with_model(**changes: object) -> dict:
+    model = {**MINIMAL["models"][0], **changes}
+    return {**MINIMAL, "models": [model]}
+
+
+def test_paths_resolve_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL, tmp_path / "sub" / "packager.toml")
+    assert config.models[0].source == (tmp_path / "sub" / "models" / "m.onnx").resolve()
+    assert config.build.out == (tmp_path / "sub" / "dist").resolve()
+
+
+def test_unknown_variant_lists_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with_model(variants=["int4"]), tmp_path / "p.toml")
+    assert "unknown variant 'int4'; one of: fp16, int8-dynamic, int8-qdq, mixed" in str(err.value)
+
+
+def test_bad_enum_names_field_value_and_choices(tmp_path: Path) -> None:
+    data = _with_model(input={"size": [112, 112], "layout": "CHW"})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path / "p.toml")
+    message = str(err.value)
+    assert "models.0.input.layout" in message and "'CHW'" in message and "NCHW" in message
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    data = _with_model(input={"size": [112, 112], "channels": "RGBA"}, gates={"min_mean_cosine": 2})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path / "p.toml")
+    assert len(err.value.problems) == 2
+
+
+def test_typo_in_a_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\.0\.varients: unknown key"):
+        parse_config(_with_model(varients=["fp16"]), tmp_path / "p.toml")
+
+
+def test_static_variants_require_calibration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="need a \\[models.calibration\\]"):
+        parse_config(_with_model(variants=["int8-qdq"]), tmp_path / "p.toml")
+
+
+def test_mean_length_must_match_channels(tmp_path: Path) -> None:
+    data = _with_model(input={"size": [112, 112], "channels": "RGB", "mean": [1, 2]})
+    with pytest.raises(ConfigError, match="mean has 2 values"):
+        parse_config(data, tmp_path / "p.toml")
+
+
+def test_toml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "packager.toml"
+    path.write_text('[project]\nname = "a"\nversion = 1.0.0\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "line 3" in str(err.value) and "column" in str(err.value)
+
+
+def test_missing_config_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_digest_ignores_formatting_but_not_values(tmp_path: Path) -> None:
+    a = parse_config(MINIMAL, tmp_path / "p.toml")
+    b = parse_config(_with_model(variants=["fp16"]), tmp_path / "p.toml")
+    c = parse_config(_with_model(variants=["int8-dynamic"]), tmp_path / "p.toml")
+    assert a.digest() == b.digest() != c.digest()

@@ -1,0 +1,95 @@
+"""Calibration sources and evaluation pairs: bad data is named down to the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from packager.config import CalibrationSpec, InputSpec
+from packager.datasets import calibration_sources, load_calibration, load_pairs
+from packager.errors import DataError
+
+INPUT = InputSpec(size=[8, 8])
+
+
+def _image(path: Path, value: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+    return path
+
+
+def test_empty_calibration_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "calib").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        calibration_sources(CalibrationSpec(images=tmp_path / "calib"))
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    for i in range(3):
+        _image(tmp_path / "calib" / f"ok{i}.png")
+    (tmp_path / "calib" / "broken.png").write_bytes(b"garbage")
+    tensors, warnings = load_calibration(
+        CalibrationSpec(images=tmp_path / "calib", min_count=3), INPUT, [1, 3, 8, 8]
+    )
+    assert tensors.shape == (3, 3, 8, 8)
+    assert len(warnings) == 1 and "broken.png" in warnings[0]
+
+
+def test_too_few_usable_images_fails_with_the_minimum(tmp_path: Path) -> None:
+    _image(tmp_path / "calib" / "ok.png")
+    (tmp_path / "calib" / "broken.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="only 1 usable calibration images, at least 8"):
+        load_calibration(CalibrationSpec(images=tmp_path / "calib"), INPUT, [1, 3, 8, 8])
+
+
+def test_count_caps_the_calibration_set(tmp_path: Path) -> None:
+    for i in range(5):
+        _image(tmp_path / "calib" / f"{i}.png")
+    tensors, _ = load_calibration(CalibrationSpec(images=tmp_path / "calib", count=2, min_count=1), INPUT, [1, 3, 8, 8])
+    assert len(tensors) == 2
+
+
+def test_list_file_paths_are_relative_to_the_list(tmp_path: Path) -> None:
+    _image(tmp_path / "imgs" / "a.png")
+    (tmp_path / "list.txt").write_text("# calibration\nimgs/a.png\n")
+    assert calibration_sources(CalibrationSpec(images=tmp_path / "list.txt")) == [(tmp_path / "imgs" / "a.png")]
+
+
+def test_npy_with_wrong_shape_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "calib.npy", np.zeros((4, 3, 16, 16), np.float32))
+    with pytest.raises(DataError, match="does not match input"):
+        load_calibration(CalibrationSpec(images=tmp_path / "calib.npy", min_count=1), INPUT, [1, 3, 8, 8])
+
+
+def test_pairs_are_deduplicated_into_images(tmp_path: Path) -> None:
+    for name in "abc":
+        _image(tmp_path / f"{name}.png")
+    (tmp_path / "pairs.txt").write_text("a.png b.png 1\na.png c.png 0\n\n# comment\nb.png c.png 0\n")
+    evalset = load_pairs(tmp_path / "pairs.txt")
+    assert len(evalset.images) == 3
+    assert evalset.pairs.tolist() == [[0, 1], [0, 2], [1, 2]]
+    assert evalset.labels.tolist() == [1, 0, 0]
+
+
+def test_malformed_pair_line_names_the_line_number(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    (tmp_path / "pairs.txt").write_text("a.png a.png 1\na.png a.png same\n")
+    with pytest.raises(DataError, match=r"pairs\.txt:2: malformed line"):
+        load_pairs(tmp_path / "pairs.txt")
+
+
+def test_missing_pair_image_names_line_and_path(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    (tmp_path / "pairs.txt").write_text("a.png a.png 1\na.png gone.png 0\n")
+    with pytest.raises(DataError, match=r"pairs\.txt:2: image 'gone\.png' does not exist"):
+        load_pairs(tmp_path / "pairs.txt")
+
+
+def test_pairs_need_both_labels(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    (tmp_path / "pairs.txt").write_text("a.png a.png 1\n")
+    with pytest.raises(DataError, match="same label"):
+        load_pairs(tmp_path / "pairs.txt")

@@ -1,0 +1,100 @@
+"""Loading and preparing models: clear refusals, and a prepared reference that computes the same thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import model_factory
+from packager.config import InputSpec, parse_config
+from packager.errors import ModelError
+from packager.graph import image_input, inspect_model, load_model
+from packager.prepare import prepare_reference
+
+
+def _spec(tmp_path: Path, source: Path, size: int = 32):
+    data = {
+        "project": {"name": "a", "version": "1"},
+        "models": [
+            {
+                "name": "m",
+                "source": str(source),
+                "input": {"size": [size, size]},
+                "evaluation": {"pairs": "p.txt"},
+                "variants": ["fp16"],
+            }
+        ],
+    }
+    return parse_config(data, tmp_path / "packager.toml").models[0]
+
+
+def test_truncated_model_is_refused_with_a_fix(tmp_path: Path) -> None:
+    good = model_factory.save(model_factory.mobilefacenet_like(), tmp_path / "good.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ModelError, match=r"bad\.onnx: .*(truncated|corrupt|not a valid)"):
+        load_model(bad)
+
+
+def test_text_file_named_onnx_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+    with pytest.raises(ModelError, match="text file"):
+        load_model(path)
+
+
+def test_missing_external_data_is_named(tmp_path: Path) -> None:
+    model = model_factory.mobilefacenet_like()
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="ext.data", size_threshold=0)
+    (tmp_path / "ext.data").unlink()
+    with pytest.raises(ModelError, match="external weight data is missing"):
+        load_model(path)
+
+
+def test_missing_file_points_at_the_config_field(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="source in packager.toml"):
+        load_model(tmp_path / "absent.onnx")
+
+
+def test_two_image_inputs_with_one_preprocessing_block_is_refused(tmp_path: Path) -> None:
+    model = model_factory.two_image_inputs()
+    with pytest.raises(ModelError, match="2 inputs .* one preprocessing block"):
+        image_input(model, InputSpec(size=[8, 8]), tmp_path / "two.onnx")
+
+
+def test_integer_input_is_refused_for_images(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="int64"):
+        image_input(model_factory.int_input(), InputSpec(size=[16, 16]), tmp_path / "ints.onnx")
+
+
+def test_shape_mismatch_names_both_shapes(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"\[1, 3, 32, 32\].*\[1, 3, 112, 112\]"):
+        image_input(model_factory.mobilefacenet_like(size=32), InputSpec(size=[112, 112]), tmp_path / "m.onnx")
+
+
+def test_inspect_reports_ops_and_initializer_inputs(tmp_path: Path) -> None:
+    model = model_factory.with_initializers_as_inputs(model_factory.mobilefacenet_like(batch="N"))
+    report = inspect_model(model, tmp_path / "m.onnx")
+    assert report.op_histogram["Conv"] == 5
+    assert report.initializers_as_inputs == len(model.graph.initializer)
+    assert report.inputs[0].shape == ["N", 3, 32, 32]
+    assert "data[0]=N" in report.dynamic_dims
+
+
+def test_prepare_cleans_fixes_batch_upgrades_opset_and_keeps_numerics(tmp_path: Path) -> None:
+    source = model_factory.with_initializers_as_inputs(model_factory.mobilefacenet_like(batch="N", opset=11))
+    path = model_factory.save(source, tmp_path / "src.onnx")
+    prepared = prepare_reference(_spec(tmp_path, path), tmp_path / "out" / "fp32.onnx")
+    model = onnx.load(str(prepared.path))
+    assert [i.name for i in model.graph.input] == ["data"]
+    assert prepared.input.shape == [1, 3, 32, 32]
+    assert (prepared.opset_source, prepared.opset) == (11, 13)
+    sample = np.random.default_rng(0).uniform(0, 255, (1, 3, 32, 32)).astype(np.float32)
+    a = ort.InferenceSession(str(path)).run(None, {"data": sample})[0]
+    b = ort.InferenceSession(str(prepared.path)).run(None, {"data": sample})[0]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,92 @@
+"""The whole build on a tiny real project: bundle contents, caching, determinism, gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from packager.build import BuildOptions
+from packager.config import load_config
+from packager.errors import GateFailed, OutputError
+from packager.pipeline import build_project
+
+
+def _bundle_bytes(bundle: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(bundle)): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()}
+
+
+def test_build_writes_every_variant_manifest_and_reports(tiny_project) -> None:
+    config = load_config(tiny_project())
+    outcome = build_project(config, BuildOptions())
+    bundle = outcome.bundle
+    assert bundle.name == "tiny-0.1.0"
+    names = sorted(p.name for p in (bundle / "models" / "embedder").iterdir())
+    assert names == ["fp16.onnx", "fp32.onnx", "int8-dynamic.onnx", "int8-qdq.onnx", "mixed.onnx"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {a["variant"] for a in manifest["artifacts"]} == {"fp32", "fp16", "int8-dynamic", "int8-qdq", "mixed"}
+    assert manifest["models"][0]["source_sha256"] and manifest["tool_versions"]["onnxruntime"]
+    assert manifest["models"][0]["preprocessing"]["mean"] == [127.5, 127.5, 127.5]
+    assert (bundle / "report.md").exists() and (bundle / "report.html").exists()
+    assert outcome.result.passed
+
+
+def test_rebuild_with_nothing_changed_runs_no_step_and_is_byte_identical(tiny_project) -> None:
+    config = load_config(tiny_project())
+    first = build_project(config, BuildOptions())
+    before = _bundle_bytes(first.bundle)
+    second = build_project(config, BuildOptions())
+    assert all(step.cached for step in second.steps)
+    after = _bundle_bytes(second.bundle)
+    manifest_a, manifest_b = (json.loads(b["manifest.json"]) for b in (before, after))
+    manifest_a.pop("built_at"), manifest_b.pop("built_at")
+    assert manifest_a == manifest_b
+    assert {k: v for k, v in before.items() if k != "manifest.json"} == {
+        k: v for k, v in after.items() if k != "manifest.json"
+    }
+
+
+def test_changing_one_variant_setting_reruns_only_its_steps(tiny_project) -> None:
+    path = tiny_project()
+    build_project(load_config(path), BuildOptions())
+    path.write_text(path.read_text().replace('method = "minmax"', 'method = "percentile"'))
+    outcome = build_project(load_config(path), BuildOptions())
+    reran = sorted(s.name for s in outcome.steps if not s.cached)
+    assert reran == [
+        "quantize[embedder:int8-qdq]",
+        "quantize[embedder:mixed]",
+        "validate[embedder:int8-qdq]",
+        "validate[embedder:mixed]",
+    ]
+
+
+def test_failed_gate_raises_and_leaves_no_bundle(tiny_project) -> None:
+    config = load_config(tiny_project(min_cos=0.99999))
+    with pytest.raises(GateFailed) as err:
+        build_project(config, BuildOptions())
+    assert "min_mean_cosine" in str(err.value) or "cosine" in str(err.value)
+    assert not (config.build.out / "tiny-0.1.0").exists()
+    assert err.value.report is not None and err.value.report.exists()
+
+
+def test_no_gates_writes_the_bundle_and_marks_the_manifest(tiny_project) -> None:
+    config = load_config(tiny_project(min_cos=0.99999))
+    outcome = build_project(config, BuildOptions(enforce_gates=False))
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    assert manifest["passed"] is False and manifest["gates_enforced"] is False
+
+
+def test_unwritable_output_fails_before_any_work(tiny_project, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = load_config(tiny_project())
+    with pytest.raises(OutputError, match="not writable"):
+        build_project(config, BuildOptions(), out=blocker / "dist")
+    assert not config.build.cache.exists()
+
+
+def test_variants_option_builds_only_those(tiny_project) -> None:
+    config = load_config(tiny_project())
+    outcome = build_project(config, BuildOptions(variants=("fp16",)))
+    assert [v.variant for v in outcome.result.models[0].variants] == ["fp16"]

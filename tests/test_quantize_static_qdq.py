@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from packager.quantize import registry
+from quantize_helpers import context, mean_cosine, op_counts
+
+
+def test_qdq_wraps_every_conv_and_gemm_with_per_channel_weights(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "int8-qdq")
+    details = registry.get("int8-qdq").run(ctx)
+    ops = op_counts(ctx.output)
+    assert ops["Conv"] == 5 and ops["Gemm"] == 1
+    assert ops["DequantizeLinear"] >= 12 and ops["QuantizeLinear"] >= 6
+    model = onnx.load(str(ctx.output))
+    axes = [a.i for n in model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute if a.name == "axis"]
+    assert axes, "per-channel weights carry an axis"
+    assert details["calibration_method"] == "minmax" and details["per_channel"] is True
+
+
+def test_qdq_stays_close_to_fp32_in_reference_mode(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "int8-qdq")
+    registry.get("int8-qdq").run(ctx)
+    assert mean_cosine(ctx.reference, ctx.output, ctx.calibration) > 0.98
+
+
+def test_calibration_method_is_part_of_the_cache_params(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "int8-qdq")
+    assert registry.get("int8-qdq").params(ctx.spec)["method"] == "minmax"
