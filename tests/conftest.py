@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import model_factory  # noqa: E402
+import model_factory
 
 SIZE = 32
 
@@ -50,7 +50,7 @@ version = "0.1.0"
 [[models]]
 name = "embedder"
 source = "model.onnx"
-input = {{ size = [{size}, {size}], channels = "RGB", mean = [127.5, 127.5, 127.5], std = [1, 1, 1], layout = "NCHW" }}
+input = {{ size = [{size}, {size}], channels = "RGB", mean = [127.5, 127.5, 127.5], layout = "NCHW" }}
 output = {{ kind = "embedding", normalize = "l2" }}
 calibration = {{ images = "calib", count = 16, min_count = 4, method = "minmax" }}
 evaluation = {{ pairs = "eval/pairs.txt", threshold = 0.5 }}
@@ -68,7 +68,9 @@ latency_warmup = 1
 def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Model + data, made once; each test copies what it needs into its own folder."""
     root = tmp_path_factory.mktemp("assets")
-    model_factory.save(model_factory.mobilefacenet_like(size=SIZE, seed=1, batch="N", opset=11), root / "model.onnx")
+    model_factory.save(
+        model_factory.mobilefacenet_like(size=SIZE, seed=1, batch="N", opset=11), root / "model.onnx"
+    )
     eval_images = write_identity_images(root / "eval", identities=5, views=4, seed=2)
     write_pairs(root / "eval" / "pairs.txt", eval_images)
     write_identity_images(root / "calib", identities=8, views=2, seed=3)

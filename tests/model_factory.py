@@ -32,8 +32,14 @@ class _Builder:
         y = self.name("conv")
         self.nodes.append(
             helper.make_node(
-                "Conv", [x, w, b], [y], name=y, kernel_shape=[k, k], strides=[stride, stride],
-                pads=[k // 2] * 4, group=group,
+                "Conv",
+                [x, w, b],
+                [y],
+                name=y,
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=[k // 2] * 4,
+                group=group,
             )
         )
         scale = self.const("bn_s", self.rng.uniform(0.8, 1.2, cout))

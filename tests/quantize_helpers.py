@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import model_factory
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-import model_factory
 from packager.config import parse_config
 from packager.prepare import prepare_reference
 from packager.quantize.registry import QuantizeContext
 
 
 def context(tmp_path: Path, variant: str, **overrides: object) -> QuantizeContext:
-    source = model_factory.save(model_factory.mobilefacenet_like(size=32, seed=4, opset=11), tmp_path / "src.onnx")
+    source = model_factory.save(
+        model_factory.mobilefacenet_like(size=32, seed=4, opset=11), tmp_path / "src.onnx"
+    )
     model = {
         "name": "m",
         "source": str(source),
@@ -25,7 +27,9 @@ def context(tmp_path: Path, variant: str, **overrides: object) -> QuantizeContex
         "variants": [variant],
         **overrides,
     }
-    spec = parse_config({"project": {"name": "a", "version": "1"}, "models": [model]}, tmp_path / "p.toml").models[0]
+    spec = parse_config(
+        {"project": {"name": "a", "version": "1"}, "models": [model]}, tmp_path / "p.toml"
+    ).models[0]
     prepared = prepare_reference(spec, tmp_path / "ref" / "fp32.onnx")
     rng = np.random.default_rng(7)
     data = rng.uniform(0, 255, (16, 3, 32, 32)).astype(np.float32)

@@ -46,7 +46,9 @@ def test_toml_syntax_error_exits_2_with_line(tmp_path: Path, capsys: pytest.Capt
     assert "line 1" in capsys.readouterr().err
 
 
-def test_unknown_variant_on_the_command_line_exits_2(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_variant_on_the_command_line_exits_2(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["build", str(tiny_project()), "--variants", "int4"]) == 2
     assert "one of: fp16, int8-dynamic, int8-qdq, mixed" in capsys.readouterr().err
 
@@ -60,7 +62,9 @@ def test_empty_calibration_folder_exits_1(tiny_project, capsys: pytest.CaptureFi
     assert _dist_is_clean(config)
 
 
-def test_pairs_with_missing_image_exits_1_naming_the_line(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pairs_with_missing_image_exits_1_naming_the_line(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tiny_project()
     pairs = config.parent / "eval" / "pairs.txt"
     pairs.write_text(pairs.read_text() + "id00_00.png nowhere.png 0\n")

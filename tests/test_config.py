@@ -61,7 +61,7 @@ def test_typo_in_a_key_is_an_error_not_ignored(tmp_path: Path) -> None:
 
 
 def test_static_variants_require_calibration(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="need a \\[models.calibration\\]"):
+    with pytest.raises(ConfigError, match=r"need a \[models\.calibration\]"):
         parse_config(_with_model(variants=["int8-qdq"]), tmp_path / "p.toml")
 
 

@@ -48,14 +48,18 @@ def test_too_few_usable_images_fails_with_the_minimum(tmp_path: Path) -> None:
 def test_count_caps_the_calibration_set(tmp_path: Path) -> None:
     for i in range(5):
         _image(tmp_path / "calib" / f"{i}.png")
-    tensors, _ = load_calibration(CalibrationSpec(images=tmp_path / "calib", count=2, min_count=1), INPUT, [1, 3, 8, 8])
+    tensors, _ = load_calibration(
+        CalibrationSpec(images=tmp_path / "calib", count=2, min_count=1), INPUT, [1, 3, 8, 8]
+    )
     assert len(tensors) == 2
 
 
 def test_list_file_paths_are_relative_to_the_list(tmp_path: Path) -> None:
     _image(tmp_path / "imgs" / "a.png")
     (tmp_path / "list.txt").write_text("# calibration\nimgs/a.png\n")
-    assert calibration_sources(CalibrationSpec(images=tmp_path / "list.txt")) == [(tmp_path / "imgs" / "a.png")]
+    assert calibration_sources(CalibrationSpec(images=tmp_path / "list.txt")) == [
+        (tmp_path / "imgs" / "a.png")
+    ]
 
 
 def test_npy_with_wrong_shape_is_refused(tmp_path: Path) -> None:

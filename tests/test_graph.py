@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import model_factory
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-import model_factory
 from packager.config import InputSpec, parse_config
 from packager.errors import ModelError
 from packager.graph import image_input, inspect_model, load_model
@@ -57,13 +57,13 @@ def test_missing_external_data_is_named(tmp_path: Path) -> None:
 
 
 def test_missing_file_points_at_the_config_field(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="source in packager.toml"):
+    with pytest.raises(ModelError, match=r"source in packager\.toml"):
         load_model(tmp_path / "absent.onnx")
 
 
 def test_two_image_inputs_with_one_preprocessing_block_is_refused(tmp_path: Path) -> None:
     model = model_factory.two_image_inputs()
-    with pytest.raises(ModelError, match="2 inputs .* one preprocessing block"):
+    with pytest.raises(ModelError, match=r"2 inputs .* one preprocessing block"):
         image_input(model, InputSpec(size=[8, 8]), tmp_path / "two.onnx")
 
 
@@ -74,7 +74,9 @@ def test_integer_input_is_refused_for_images(tmp_path: Path) -> None:
 
 def test_shape_mismatch_names_both_shapes(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"\[1, 3, 32, 32\].*\[1, 3, 112, 112\]"):
-        image_input(model_factory.mobilefacenet_like(size=32), InputSpec(size=[112, 112]), tmp_path / "m.onnx")
+        image_input(
+            model_factory.mobilefacenet_like(size=32), InputSpec(size=[112, 112]), tmp_path / "m.onnx"
+        )
 
 
 def test_inspect_reports_ops_and_initializer_inputs(tmp_path: Path) -> None:

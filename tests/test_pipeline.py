@@ -25,7 +25,13 @@ def test_build_writes_every_variant_manifest_and_reports(tiny_project) -> None:
     names = sorted(p.name for p in (bundle / "models" / "embedder").iterdir())
     assert names == ["fp16.onnx", "fp32.onnx", "int8-dynamic.onnx", "int8-qdq.onnx", "mixed.onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert {a["variant"] for a in manifest["artifacts"]} == {"fp32", "fp16", "int8-dynamic", "int8-qdq", "mixed"}
+    assert {a["variant"] for a in manifest["artifacts"]} == {
+        "fp32",
+        "fp16",
+        "int8-dynamic",
+        "int8-qdq",
+        "mixed",
+    }
     assert manifest["models"][0]["source_sha256"] and manifest["tool_versions"]["onnxruntime"]
     assert manifest["models"][0]["preprocessing"]["mean"] == [127.5, 127.5, 127.5]
     assert (bundle / "report.md").exists() and (bundle / "report.html").exists()

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packager.quantize import registry
 from quantize_helpers import context, mean_cosine, op_counts
+
+from packager.quantize import registry
 
 
 def test_dynamic_int8_uses_uint8_weights_for_conv_models_and_runs(tmp_path: Path) -> None:

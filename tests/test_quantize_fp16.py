@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+from quantize_helpers import context, mean_cosine
 
 from packager.quantize import registry
-from quantize_helpers import context, mean_cosine
 
 
 def test_fp16_halves_weights_keeps_float32_io_and_matches(tmp_path: Path) -> None:

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from quantize_helpers import context, op_counts
+
 from packager.quantize import registry
 from packager.quantize.mixed import _schedule
-from quantize_helpers import context, op_counts
 
 
 def test_unreachable_target_keeps_most_sensitive_nodes_in_float_within_limits(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "mixed", mixed={"target_mean_cosine": 1.0, "max_float_share": 0.5, "max_size_ratio": 1.0})
+    ctx = context(
+        tmp_path, "mixed", mixed={"target_mean_cosine": 1.0, "max_float_share": 0.5, "max_size_ratio": 1.0}
+    )
     details = registry.get("mixed").run(ctx)
     floats = details["float_nodes"]
     assert details["target_reached"] is False
@@ -25,7 +28,9 @@ def test_reachable_target_stops_with_no_float_nodes(tmp_path: Path) -> None:
 
 
 def test_size_budget_excludes_nodes_that_would_break_it(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "mixed", mixed={"target_mean_cosine": 1.0, "max_float_share": 1.0, "max_size_ratio": 0.01})
+    ctx = context(
+        tmp_path, "mixed", mixed={"target_mean_cosine": 1.0, "max_float_share": 1.0, "max_size_ratio": 0.01}
+    )
     details = registry.get("mixed").run(ctx)
     assert details["float_nodes"] == []
 

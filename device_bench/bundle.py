@@ -1,0 +1,134 @@
+"""Which artifacts to benchmark: read the bundle's manifest.json, or scan files when there is none.
+
+``device-bench run PATH`` accepts the bundle root or any folder inside it (``dist/faceid-1.4.0/android``):
+the nearest manifest.json at or above PATH supplies sha256, model and variant names; only artifacts
+under PATH with a format some tool runs are selected. Results then carry the manifest's sha256, which
+is how a number is tied to the exact file that shipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from device_bench.errors import BundleError
+from device_bench.results import ArtifactRef, BundleRef
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    ref: ArtifactRef
+    local_path: Path
+
+
+@dataclass(frozen=True)
+class Selection:
+    bundle: BundleRef
+    artifacts: list[Artifact]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_manifest(path: Path) -> Path | None:
+    start = path if path.is_dir() else path.parent
+    for folder in (start, *start.parents):
+        candidate = folder / MANIFEST
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def select_artifacts(path: Path, formats: Collection[str]) -> Selection:
+    """Artifacts under ``path`` whose format is in ``formats``, described by the nearest manifest."""
+    path = path.resolve()
+    if not path.exists():
+        raise BundleError(
+            str(path), "does not exist", "pass a bundle folder such as dist/<project>-<version>"
+        )
+    manifest = find_manifest(path)
+    if manifest is None:
+        log.info("no %s at or above %s: scanning files", MANIFEST, path)
+        selection = _scan(path, formats)
+    else:
+        selection = _from_manifest(manifest, path, formats)
+    if not selection.artifacts:
+        wanted = ", ".join(f".{f}" for f in sorted(formats))
+        raise BundleError(
+            str(path), f"no artifacts to benchmark ({wanted})", "point at a bundle folder holding such files"
+        )
+    return selection
+
+
+def _from_manifest(manifest: Path, path: Path, formats: Collection[str]) -> Selection:
+    root = manifest.parent
+    try:
+        data = json.loads(manifest.read_text())
+        entries = data["artifacts"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(
+            str(manifest), f"unreadable manifest ({exc})", "rebuild the bundle with packager"
+        ) from exc
+    project = data.get("project") or {}
+    artifacts = []
+    for entry in entries:
+        local = root / entry["path"]
+        fmt = entry.get("format") or local.suffix.lstrip(".")
+        if fmt not in formats or not _is_under(local, path):
+            continue
+        if not local.is_file():
+            raise BundleError(
+                str(manifest), f"lists {entry['path']} but the file is missing", "rebuild the bundle"
+            )
+        ref = ArtifactRef(
+            path=entry["path"],
+            sha256=entry["sha256"],
+            size_bytes=entry.get("size_bytes", local.stat().st_size),
+            model=entry.get("model", local.parent.name),
+            variant=entry.get("variant", local.stem),
+            format=fmt,
+            platform=entry.get("platform", "any"),
+        )
+        artifacts.append(Artifact(ref, local))
+    bundle = BundleRef(
+        root=str(root), manifest=str(manifest), project=project.get("name"), version=project.get("version")
+    )
+    return Selection(bundle, artifacts)
+
+
+def _scan(path: Path, formats: Collection[str]) -> Selection:
+    root = path if path.is_dir() else path.parent
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    artifacts = []
+    for file in files:
+        fmt = file.suffix.lstrip(".")
+        if fmt not in formats:
+            continue
+        ref = ArtifactRef(
+            path=file.relative_to(root).as_posix(),
+            sha256=sha256_file(file),
+            size_bytes=file.stat().st_size,
+            model=file.parent.name if file.parent != root else file.stem,
+            variant=file.stem,
+            format=fmt,
+        )
+        artifacts.append(Artifact(ref, file))
+    return Selection(BundleRef(root=str(root)), artifacts)
+
+
+def _is_under(file: Path, folder: Path) -> bool:
+    resolved = file.resolve()
+    return resolved == folder or folder in resolved.parents
