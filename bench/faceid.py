@@ -36,13 +36,19 @@ def main() -> None:
         assert all(s.cached for s in again.steps), "no-op rebuild ran a step"
     for model in outcome.result.models:
         ref = model.reference.modes["default"]
-        print(f"\n{model.name}: {ref.verification.positives if ref.verification else 0} positive / "
-              f"{ref.verification.negatives if ref.verification else 0} negative pairs")
+        print(
+            f"\n{model.name}: {ref.verification.positives if ref.verification else 0} positive / "
+            f"{ref.verification.negatives if ref.verification else 0} negative pairs"
+        )
         header = f"{'variant':<13}{'mode':<10}{'size':>7}{'mean cos':>10}{'min cos':>9}{'AUC drop':>10}"
         print(header + f"{'flips':>8}{'p50 ms':>8}{'p90 ms':>8}{'p50/FP32':>9}  gate")
         for v in [model.reference, *model.variants]:
             for name, mode in v.modes.items():
-                auc_drop = (ref.verification.auc - mode.verification.auc) if ref.verification and mode.verification else 0.0
+                auc_drop = (
+                    (ref.verification.auc - mode.verification.auc)
+                    if ref.verification and mode.verification
+                    else 0.0
+                )
                 gate = ("pass" if v.passed else "FAIL") if name == v.gate_mode and v.gates else ""
                 print(
                     f"{v.variant:<13}{name:<10}{v.size_ratio:>7.3f}{mode.cosine.mean:>10.5f}{mode.cosine.min:>9.4f}"
@@ -52,8 +58,10 @@ def main() -> None:
         mixed = next((v for v in model.variants if v.variant == "mixed"), None)
         if mixed:
             floats = [n["node"] for n in mixed.details.get("float_nodes", [])]  # type: ignore[union-attr]
-            print(f"mixed keeps {len(floats)} nodes in float: {', '.join(floats) or '-'}; "
-                  f"stop: {mixed.details.get('stop_reason')}")
+            print(
+                f"mixed keeps {len(floats)} nodes in float: {', '.join(floats) or '-'}; "
+                f"stop: {mixed.details.get('stop_reason')}"
+            )
     print(f"\ncold build {cold:.1f}s, no-op rebuild {warm:.2f}s (speed-up {cold / warm:.0f}x)")
 
 

@@ -45,7 +45,9 @@ def host_facts() -> dict[str, str]:
     flags = ""
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "")
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), ""
+        )
         flags = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
     except OSError:
         model = platform.processor()
@@ -119,7 +121,9 @@ def assemble(
             path = results[f"quantize[{m}:{name}]"].out / f"{name}.onnx"
             details = results[f"quantize[{m}:{name}]"].meta
             variants.append(
-                _variant(spec, name, path, results[f"validate[{m}:{name}]"], ref_mode, fp32_size, details, hasher)
+                _variant(
+                    spec, name, path, results[f"validate[{m}:{name}]"], ref_mode, fp32_size, details, hasher
+                )
             )
         for v in [reference, *variants]:
             src = prepared.out / f"{REFERENCE}.onnx" if v.variant == REFERENCE else None

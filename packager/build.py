@@ -111,7 +111,9 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
     validate_params = {
         "threshold": spec.evaluation.threshold,
         "output": spec.output.name,
-        "latency": LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads).__dict__,
+        "latency": LatencySettings(
+            config.build.latency_runs, config.build.latency_warmup, config.build.threads
+        ).__dict__,
     }
     eval_inputs: dict[str, Path | StepOutput] = {
         "tensors": StepOutput(evaluation, "tensors.npy"),
@@ -207,11 +209,14 @@ def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, 
             work_dir=Path(work),
             calibration=calibration,
             probe=calibration,
+            progress=ctx.progress,
         )
         return registry.get(variant).run(qctx)
 
 
-def _run_validate(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], ctx: StepContext) -> dict[str, object]:
+def _run_validate(
+    config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], ctx: StepContext
+) -> dict[str, object]:
     ref_outputs = np.load(ctx.inputs["reference_outputs"]) if "reference_outputs" in ctx.inputs else None
     data = EvaluationData(
         tensors=np.load(ctx.inputs["tensors"]),

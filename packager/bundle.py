@@ -33,7 +33,9 @@ def ensure_writable(out_root: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise OutputError(out_root, f"output folder is not writable ({exc.strerror})", "pass --out to a writable folder") from None
+        raise OutputError(
+            out_root, f"output folder is not writable ({exc.strerror})", "pass --out to a writable folder"
+        ) from None
 
 
 def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
@@ -63,7 +65,10 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
                         "size_bytes": v.size_bytes,
                         "size_ratio": round(v.size_ratio, 6),
                         "quantization": v.details,
-                        "metrics": {k: mode.model_dump(exclude={"verification": {"roc_fpr", "roc_tpr"}}) for k, mode in v.modes.items()},
+                        "metrics": {
+                            k: mode.model_dump(exclude={"verification": {"roc_fpr", "roc_tpr"}})
+                            for k, mode in v.modes.items()
+                        },
                         "gate_mode": v.gate_mode,
                         "gates": [g.model_dump() for g in v.gates],
                         "passed": v.passed,
@@ -89,7 +94,11 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
         ],
     }
     content = json.dumps(body, sort_keys=True).encode()
-    return {**body, "content_sha256": hashlib.sha256(content).hexdigest(), "built_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    return {
+        **body,
+        "content_sha256": hashlib.sha256(content).hexdigest(),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def write_bundle(
@@ -107,7 +116,9 @@ def write_bundle(
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f.source, dest)
         (staging / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
-        (staging / "manifest.json").write_text(json.dumps(manifest(result, files), indent=1, sort_keys=True) + "\n")
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest(result, files), indent=1, sort_keys=True) + "\n"
+        )
         write_report(result, staging)
         old = None
         if final.exists():

@@ -23,6 +23,7 @@ from packager.errors import ConfigError, GateFailed, PackagerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATES = 0, 1, 2, 3
 
+
 def _console(stderr: bool) -> Console:
     """Wide tables when piped to a CI log (rich would wrap at 80 columns)."""
     probe = Console(stderr=stderr)
@@ -51,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         "Unchanged steps are taken from the cache (.packager-cache/ next to the config).",
     )
     build.add_argument("config", type=Path, help="path to packager.toml")
-    build.add_argument("--out", type=Path, help="output folder (default: [build].out, else dist/ next to the config)")
+    build.add_argument(
+        "--out", type=Path, help="output folder (default: [build].out, else dist/ next to the config)"
+    )
     build.add_argument(
         "--variants",
         nargs="+",
@@ -59,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         help="build only these variants (overrides the config), e.g. --variants fp16 int8-qdq",
     )
     build.add_argument(
-        "--no-gates", action="store_true", help="write the bundle even if a gate fails; the manifest records it"
+        "--no-gates",
+        action="store_true",
+        help="write the bundle even if a gate fails; the manifest records it",
     )
 
     check = sub.add_parser("check", help="inspect an ONNX model: opset, inputs/outputs, ops, problems")
@@ -70,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--variants", nargs="+", metavar="NAME", help="as for build")
 
     clean = sub.add_parser("clean", help="delete the step cache (and with --dist, the bundles) of a config")
-    clean.add_argument("config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml")
+    clean.add_argument(
+        "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
+    )
     clean.add_argument("--dist", action="store_true", help="also delete the output folder")
     return parser
 
@@ -91,7 +98,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from packager.pipeline import build_project
 
     config = load_config(args.config)
-    options = BuildOptions(variants=tuple(args.variants) if args.variants else None, enforce_gates=not args.no_gates)
+    options = BuildOptions(
+        variants=tuple(args.variants) if args.variants else None, enforce_gates=not args.no_gates
+    )
     start = time.perf_counter()
     tasks: dict[str, int] = {}
     with _progress(err_console.is_terminal) as bar:
@@ -132,15 +141,34 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
 
     for model in result.models:
         table = Table(title=f"{result.project} {result.version} — {model.name}")
-        for col in ("variant", "size MB", "ratio", "mode", "mean cos", "min cos", "AUC", "flips", "p50 ms", "gate"):
+        for col in (
+            "variant",
+            "size MB",
+            "ratio",
+            "mode",
+            "mean cos",
+            "min cos",
+            "AUC",
+            "flips",
+            "p50 ms",
+            "gate",
+        ):
             table.add_column(col)
         for v in [model.reference, *model.variants]:
             mode = v.modes[v.gate_mode]
             auc = mode.verification.auc if mode.verification else None
             gate = "-" if not v.gates else ("[green]pass[/]" if v.passed else "[red]FAIL[/]")
             table.add_row(
-                v.variant, megabytes(v.size_bytes), ratio(v.size_ratio), v.gate_mode, score(mode.cosine.mean),
-                score(mode.cosine.min), score(auc), percent(mode.decision_flips), millis(mode.latency.p50_ms), gate,
+                v.variant,
+                megabytes(v.size_bytes),
+                ratio(v.size_ratio),
+                v.gate_mode,
+                score(mode.cosine.mean),
+                score(mode.cosine.min),
+                score(auc),
+                percent(mode.decision_flips),
+                millis(mode.latency.p50_ms),
+                gate,
             )
         console.print(table)
 

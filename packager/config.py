@@ -94,9 +94,21 @@ class CalibrationSpec(_Strict):
     count: Annotated[int, Field(gt=0)] = 200
     min_count: Annotated[int, Field(gt=0)] = 8
     method: Literal["minmax", "entropy", "percentile"] = "percentile"
-    percentile: Annotated[float, Field(gt=90.0, le=100.0)] = 99.999
+    percentile: float | list[float] = [99.99, 99.995, 99.999]
+    """One value, or candidates: the recipe keeps whichever is closest to FP32 on the calibration images."""
     per_channel: bool = True
     reduce_range: bool = False
+
+    @field_validator("percentile")
+    @classmethod
+    def _percentile_range(cls, v: float | list[float]) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        if not values or any(not 90.0 < p <= 100.0 for p in values):
+            raise ValueError(f"percentile values must be in (90, 100], got {v}")
+        return v
+
+    def percentiles(self) -> list[float]:
+        return sorted(set(self.percentile)) if isinstance(self.percentile, list) else [self.percentile]
 
 
 class EvaluationSpec(_Strict):

@@ -23,7 +23,9 @@ def calibration_sources(spec: CalibrationSpec) -> list[Path]:
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DataError(src, "calibration folder holds no images (.png/.jpg/...)", "add images or fix the path")
+            raise DataError(
+                src, "calibration folder holds no images (.png/.jpg/...)", "add images or fix the path"
+            )
         return files
     if src.suffix == ".npy":
         return [src]
@@ -34,7 +36,9 @@ def calibration_sources(spec: CalibrationSpec) -> list[Path]:
     return files
 
 
-def load_calibration(spec: CalibrationSpec, input_spec: InputSpec, shape: list[int]) -> tuple[np.ndarray, list[str]]:
+def load_calibration(
+    spec: CalibrationSpec, input_spec: InputSpec, shape: list[int]
+) -> tuple[np.ndarray, list[str]]:
     """Preprocessed calibration tensors [N, ...] plus warnings about skipped files.
 
     Unreadable images are skipped (one bad file in 200 should not stop a release), but fewer than
@@ -104,7 +108,9 @@ def load_pairs(path: Path) -> EvaluationSet:
             image = (path.parent / rel).resolve()
             if image not in index:
                 if not image.is_file():
-                    raise DataError(f"{path}:{lineno}", f"image {rel!r} does not exist ({image})", "fix the path")
+                    raise DataError(
+                        f"{path}:{lineno}", f"image {rel!r} does not exist ({image})", "fix the path"
+                    )
                 index[image] = len(index)
             ids.append(index[image])
         pairs.append((ids[0], ids[1]))
@@ -113,7 +119,9 @@ def load_pairs(path: Path) -> EvaluationSet:
         raise DataError(path, "no pairs in the file", "add `image1 image2 label` lines")
     label_arr = np.asarray(labels, dtype=np.int64)
     if label_arr.min() == label_arr.max():
-        raise DataError(path, "all pairs have the same label", "include both same (1) and different (0) pairs")
+        raise DataError(
+            path, "all pairs have the same label", "include both same (1) and different (0) pairs"
+        )
     return EvaluationSet(
         images=list(index), pairs=np.asarray(pairs, dtype=np.int64), labels=label_arr, source=path
     )

@@ -60,7 +60,9 @@ def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path), load_external_data=True)
     except DecodeError as exc:
-        raise ModelError(path, f"not a valid ONNX protobuf ({exc})", "the file is truncated or corrupt: re-export") from None
+        raise ModelError(
+            path, f"not a valid ONNX protobuf ({exc})", "the file is truncated or corrupt: re-export"
+        ) from None
     except (FileNotFoundError, OSError, onnx.checker.ValidationError) as exc:
         raise ModelError(
             path,
@@ -74,7 +76,9 @@ def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
             onnx.checker.check_model(model, full_check=False)
         except onnx.checker.ValidationError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise ModelError(path, f"onnx.checker rejects the model: {first}", "re-export with a current exporter") from None
+            raise ModelError(
+                path, f"onnx.checker rejects the model: {first}", "re-export with a current exporter"
+            ) from None
     return model
 
 
@@ -94,7 +98,9 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 def io_info(value: onnx.ValueInfoProto) -> IOInfo:
     tt = value.type.tensor_type
-    dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+    dims: list[int | str] = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim
+    ]
     return IOInfo(name=value.name, dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, shape=dims)
 
 
@@ -105,7 +111,9 @@ def opset_of(model: onnx.ModelProto) -> int:
 def inspect_model(model: onnx.ModelProto, path: Path) -> GraphReport:
     inputs = [io_info(v) for v in graph_inputs(model)]
     outputs = [io_info(v) for v in model.graph.output]
-    dynamic = [f"{io.name}[{i}]={d}" for io in inputs + outputs for i, d in enumerate(io.shape) if isinstance(d, str)]
+    dynamic = [
+        f"{io.name}[{i}]={d}" for io in inputs + outputs for i, d in enumerate(io.shape) if isinstance(d, str)
+    ]
     hist = collections.Counter(n.op_type for n in model.graph.node)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     return GraphReport(
@@ -132,7 +140,9 @@ def image_input(model: onnx.ModelProto, spec: InputSpec, path: Path) -> onnx.Val
         chosen = [i for i in inputs if i.name == spec.name]
         if not chosen:
             names = ", ".join(i.name for i in inputs)
-            raise ModelError(path, f"no input named {spec.name!r} (inputs: {names})", "fix [models].input.name")
+            raise ModelError(
+                path, f"no input named {spec.name!r} (inputs: {names})", "fix [models].input.name"
+            )
         value = chosen[0]
     elif len(inputs) > 1:
         names = ", ".join(i.name for i in inputs)
@@ -151,7 +161,9 @@ def image_input(model: onnx.ModelProto, spec: InputSpec, path: Path) -> onnx.Val
             "use a model whose image input is float32 (or float16)",
         )
     if len(info.shape) != 4:
-        raise ModelError(path, f"input {info.name!r} has shape {info.shape}, expected 4-D image", "check the model")
+        raise ModelError(
+            path, f"input {info.name!r} has shape {info.shape}, expected 4-D image", "check the model"
+        )
     expected = _expected_shape(spec)
     for axis, (got, want) in enumerate(zip(info.shape[1:], expected[1:], strict=True), start=1):
         if isinstance(got, int) and got > 0 and got != want:
@@ -194,7 +206,9 @@ def fix_input_shape(model: onnx.ModelProto, name: str, shape: list[int]) -> list
             if dim.HasField("dim_param"):
                 dim.Clear()
     del model.graph.value_info[:]
-    return [f"{name}[{i}]: {d} -> {shape[i]}" for i, d in enumerate(before) if not isinstance(d, int) or d <= 0]
+    return [
+        f"{name}[{i}]: {d} -> {shape[i]}" for i, d in enumerate(before) if not isinstance(d, int) or d <= 0
+    ]
 
 
 def upgrade_opset(model: onnx.ModelProto, target: int, path: Path) -> onnx.ModelProto:
@@ -212,4 +226,6 @@ def infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False, data_prop=True)
     except Exception as exc:  # inference errors come from C++ as several exception types
-        raise ModelError(path, f"shape inference failed ({exc})", "check the model with `packager check`") from None
+        raise ModelError(
+            path, f"shape inference failed ({exc})", "check the model with `packager check`"
+        ) from None

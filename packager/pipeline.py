@@ -48,7 +48,9 @@ def build_project(
         rejected.mkdir(parents=True)
         (rejected / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
         write_report(result, rejected)
-        failures = [msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)]
+        failures = [
+            msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
+        ]
         raise GateFailed(failures, report=rejected / "report.md", result=result)
     bundle = write_bundle(out_root, result, files, write_report)
     return BuildOutcome(result, bundle, step_results)

@@ -48,7 +48,9 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
     value = graph.image_input(model, spec.input, source)
     if len(graph.graph_inputs(model)) > 1:
         others = [i.name for i in graph.graph_inputs(model) if i.name != value.name]
-        raise ModelError(source, f"extra inputs {others} besides the image input", "export with one image input")
+        raise ModelError(
+            source, f"extra inputs {others} besides the image input", "export with one image input"
+        )
     shape = [int(d) if isinstance(d, int) and d > 0 else 1 for d in graph.io_info(value).shape]
     shape[0] = 1
     changes += [f"fixed {c}" for c in graph.fix_input_shape(model, value.name, shape)]
@@ -87,7 +89,9 @@ def _pick_output(model: onnx.ModelProto, name: str | None, source: Path) -> onnx
     for out in outputs:
         if out.name == name:
             return out
-    raise ModelError(source, f"no output named {name!r} (outputs: {[o.name for o in outputs]})", "fix output.name")
+    raise ModelError(
+        source, f"no output named {name!r} (outputs: {[o.name for o in outputs]})", "fix output.name"
+    )
 
 
 def _equivalence(source: Path, prepared: Path, input_name: str, shape: list[int]) -> float:

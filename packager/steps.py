@@ -109,7 +109,9 @@ class Hasher:
         return self.file(path)
 
 
-def step_key(name: str, input_hashes: dict[str, str], params: dict[str, object], tools: dict[str, str]) -> str:
+def step_key(
+    name: str, input_hashes: dict[str, str], params: dict[str, object], tools: dict[str, str]
+) -> str:
     payload = {"format": CACHE_FORMAT, "step": name, "inputs": input_hashes, "params": params, "tools": tools}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -144,10 +146,14 @@ class Cache:
     def store(self, key: str, tmp_out: Path, meta: dict[str, object], hasher: Hasher) -> Path:
         entry = self.entry(key)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        outputs = {str(p.relative_to(tmp_out)): hasher.file(p) for p in sorted(tmp_out.rglob("*")) if p.is_file()}
+        outputs = {
+            str(p.relative_to(tmp_out)): hasher.file(p) for p in sorted(tmp_out.rglob("*")) if p.is_file()
+        }
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
         tmp_out.rename(staging / "out")
-        (staging / "entry.json").write_text(json.dumps({"outputs": outputs, "meta": meta}, sort_keys=True, indent=1))
+        (staging / "entry.json").write_text(
+            json.dumps({"outputs": outputs, "meta": meta}, sort_keys=True, indent=1)
+        )
         if entry.exists():
             shutil.rmtree(entry)
         os.replace(staging, entry)
@@ -227,7 +233,9 @@ class StepRunner:
         except PackagerError:
             raise
         except Exception as exc:
-            raise StepError(step.name, f"{type(exc).__name__}: {exc}", "rerun with -v for the traceback") from exc
+            raise StepError(
+                step.name, f"{type(exc).__name__}: {exc}", "rerun with -v for the traceback"
+            ) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return StepResult(step.name, key, final, meta, False, reason, time.perf_counter() - start)

@@ -6,8 +6,11 @@ models from one calibration, so the two halves are split here (same ORT classes 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,20 +20,25 @@ from packager.config import CalibrationSpec
 
 log = logging.getLogger(__name__)
 
+ProgressFn = Callable[[int, int], None]
+
 
 class ArrayReader:
     """ORT CalibrationDataReader over preprocessed tensors, one sample per call (batch is fixed to 1)."""
 
-    def __init__(self, input_name: str, data: np.ndarray) -> None:
+    def __init__(self, input_name: str, data: np.ndarray, progress: ProgressFn | None = None) -> None:
         self.input_name = input_name
         self.data = data
         self.index = 0
+        self.progress = progress
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.index >= len(self.data):
             return None
         sample = self.data[self.index][None].astype(np.float32)
         self.index += 1
+        if self.progress:
+            self.progress(self.index, len(self.data))
         return {self.input_name: sample}
 
     def __len__(self) -> int:
@@ -60,22 +68,27 @@ def preprocess_for_quantization(reference: Path, output: Path) -> Path:
     return output
 
 
-def calibrate(model: Path, data: np.ndarray, spec: CalibrationSpec):  # -> TensorsData
-    """Run the calibrator over the data and return per-tensor ranges."""
+def calibrate(
+    model: Path, data: np.ndarray, spec: CalibrationSpec, progress: ProgressFn | None = None
+) -> dict[str, object]:
+    """Run the calibrator once; return per-tensor ranges for each candidate setting, by label.
+
+    Percentile calibration collects one histogram per tensor; every candidate percentile is then a
+    cheap recomputation over the same histograms, so a search costs one calibration pass.
+    """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
-
-    import onnx
 
     method = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[spec.method]
-    extra: dict[str, object] = {}
-    if spec.method == "percentile":
-        extra["percentile"] = spec.percentile
+    candidates = spec.percentiles() if spec.method == "percentile" else [None]
+    extra: dict[str, object] = {"percentile": candidates[0]} if candidates[0] is not None else {}
     input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
+    ranges: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="packager-calib-") as tmp:
         calibrator = create_calibrator(
             model,
@@ -85,10 +98,64 @@ def calibrate(model: Path, data: np.ndarray, spec: CalibrationSpec):  # -> Tenso
             extra_options=extra,
             providers=["CPUExecutionProvider"],
         )
-        calibrator.collect_data(ArrayReader(input_name, data))
-        ranges = calibrator.compute_data()
+        # The calibrators print progress to stdout; keep the CLI's output ours, and the text in the log.
+        chatter = io.StringIO()
+        with contextlib.redirect_stdout(chatter):
+            calibrator.collect_data(ArrayReader(input_name, data, progress))
+            for percentile in candidates:
+                if percentile is None:
+                    ranges[spec.method] = calibrator.compute_data()
+                    continue
+                # ORT keeps the percentile on its histogram collector; same histograms, new cut.
+                calibrator.collector.percentile = percentile
+                ranges[f"percentile {percentile}"] = calibrator.compute_data()
+        log.debug("calibrator output: %s", chatter.getvalue().strip())
         del calibrator
     return ranges
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    label: str
+    ranges: object
+    path: Path
+    """The QDQ model built from the chosen ranges (every node in INT8)."""
+    mean_cosine: float
+    scores: dict[str, float]
+    """Mean cosine to FP32 on the probe inputs for every candidate, reference mode."""
+
+
+def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    a = reference.reshape(len(reference), -1).astype(np.float64)
+    b = candidate.reshape(len(candidate), -1).astype(np.float64)
+    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return float(np.mean(cos))
+
+
+def choose_calibration(
+    model: Path,
+    candidates: dict[str, object],
+    settings: QdqSettings,
+    probe: np.ndarray,
+    expected: np.ndarray,
+    work: Path,
+) -> CalibrationChoice:
+    """Build one QDQ model per candidate and keep the closest to FP32 on the probe inputs.
+
+    The probe is the calibration set, never the evaluation pairs, so the reported accuracy stays honest.
+    """
+    from packager.validate.runners import OrtRunner
+
+    best: CalibrationChoice | None = None
+    scores: dict[str, float] = {}
+    for i, (label, ranges) in enumerate(candidates.items()):
+        path = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
+        scores[label] = mean_cosine(expected, OrtRunner(path, "reference").run(probe))
+        log.info("calibration %s: mean cosine %.5f on %d probe inputs", label, scores[label], len(probe))
+        if best is None or scores[label] > best.mean_cosine:
+            best = CalibrationChoice(label, ranges, path, scores[label], {})
+    assert best is not None
+    return CalibrationChoice(best.label, best.ranges, best.path, best.mean_cosine, scores)
 
 
 def quantizable_nodes(model: Path) -> list[str]:
@@ -100,7 +167,9 @@ def quantizable_nodes(model: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type in QDQRegistry]
 
 
-def build_qdq(model: Path, ranges, settings: QdqSettings, output: Path, exclude: list[str] | None = None) -> Path:
+def build_qdq(
+    model: Path, ranges, settings: QdqSettings, output: Path, exclude: list[str] | None = None
+) -> Path:
     """QDQ-quantize ``model`` with precomputed ranges, keeping ``exclude`` nodes in float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from packager.quantize.registry import QuantizeContext, register
@@ -30,7 +32,16 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     from onnxconverter_common import float16
 
     model = onnx.load(str(ctx.reference))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    # The converter warns once per weight value outside FP16's range; count them for the manifest instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    clamped = sum(1 for w in caught if "truncated" in str(w.message))
     repacked = _repack_raw(converted)
     onnx.save(converted, str(ctx.output))
-    return {"tool": "onnxconverter_common.float16", "keep_io_types": True, "initializers_repacked_raw": repacked}
+    return {
+        "tool": "onnxconverter_common.float16",
+        "keep_io_types": True,
+        "initializers_repacked_raw": repacked,
+        "values_clamped_to_fp16_range": clamped,
+    }

@@ -10,20 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from packager.config import ModelSpec
-from packager.errors import StepError
-from packager.quantize.calibration import (
-    QdqSettings,
-    build_qdq,
-    calibrate,
-    preprocess_for_quantization,
-    quantizable_nodes,
-)
+from packager.quantize.calibration import build_qdq, mean_cosine, quantizable_nodes
 from packager.quantize.registry import QuantizeContext, register
 from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
-from packager.quantize.static_qdq import calibration_params
+from packager.quantize.static_qdq import calibrated_qdq, calibration_details, calibration_params
 from packager.validate.runners import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -34,13 +25,6 @@ SENSITIVITY_PROBES = 8
 
 def mixed_params(spec: ModelSpec) -> dict[str, object]:
     return {**calibration_params(spec), "mixed": spec.mixed.model_dump(mode="json")}
-
-
-def _mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    a = reference.reshape(len(reference), -1).astype(np.float64)
-    b = candidate.reshape(len(candidate), -1).astype(np.float64)
-    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return float(np.mean(cos))
 
 
 def _schedule(count: int) -> list[int]:
@@ -61,33 +45,34 @@ def _schedule(count: int) -> list[int]:
     params=mixed_params,
 )
 def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
-    spec, limits = ctx.spec.calibration, ctx.spec.mixed
-    if spec is None or ctx.calibration is None or ctx.probe is None:
-        raise StepError("quantize[mixed]", "no calibration or probe data", "add [models.calibration] images")
-    work = ctx.work_dir
-    pre = preprocess_for_quantization(ctx.reference, work / "preprocessed.onnx")
-    ranges = calibrate(pre, ctx.calibration, spec)
-    settings = QdqSettings.from_spec(spec)
+    choice, settings = calibrated_qdq(ctx, "mixed")
+    assert ctx.probe is not None and ctx.calibration is not None
+    limits, work = ctx.spec.mixed, ctx.work_dir
+    pre = work / "preprocessed.onnx"
     probe = ctx.probe[: limits.probe_images]
     expected = OrtRunner(ctx.reference, "reference").run(probe)
     reference_bytes = ctx.reference.stat().st_size
 
     def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
-        path = build_qdq(pre, ranges, settings, work / name, exclude=exclude)
-        cosine = _mean_cosine(expected, OrtRunner(path, "reference").run(probe))
+        path = build_qdq(pre, choice.ranges, settings, work / name, exclude=exclude)
+        cosine = mean_cosine(expected, OrtRunner(path, "reference").run(probe))
         return path, cosine, path.stat().st_size / reference_bytes
 
     candidates = quantizable_nodes(pre)
-    full_path, cosine, ratio = evaluate([], "mixed-0.onnx")
-    history: list[dict[str, object]] = [{"float_nodes": 0, "mean_cosine": cosine, "size_ratio": ratio}]
-    ranking = node_sensitivity(pre, full_path, probe[:SENSITIVITY_PROBES], candidates)
+    ratio = choice.path.stat().st_size / reference_bytes
+    best = (choice.path, choice.mean_cosine, ratio)
+    history: list[dict[str, object]] = [{"float_nodes": 0, "mean_cosine": best[1], "size_ratio": ratio}]
+    ranking = node_sensitivity(pre, choice.path, probe[:SENSITIVITY_PROBES], candidates)
     chosen: list[NodeSensitivity] = []
-    best = (full_path, cosine, ratio)
-    stop_reason = "target reached with every node in INT8"
     max_float = int(limits.max_float_share * len(candidates))
-    if cosine < limits.target_mean_cosine:
-        stop_reason = f"float-node limit ({max_float} = {limits.max_float_share:.0%} of {len(candidates)}) reached"
-        affordable = _affordable(ranking, reference_bytes, ratio, limits.max_size_ratio)
+    affordable = _affordable(ranking, reference_bytes, ratio, limits.max_size_ratio)
+    stop_reason = "target reached with every node in INT8"
+    if best[1] < limits.target_mean_cosine:
+        stop_reason = (
+            f"limits reached: at most {max_float} float nodes ({limits.max_float_share:.0%} of "
+            f"{len(candidates)}), {len(affordable)} sensitive nodes fit the size budget "
+            f"({limits.max_size_ratio:.2f} of FP32)"
+        )
         for size in _schedule(min(max_float, len(affordable))):
             trial = affordable[:size]
             path, cos, rat = evaluate([s.node for s in trial], f"mixed-{size}.onnx")
@@ -98,14 +83,10 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
             if cos >= limits.target_mean_cosine:
                 stop_reason = "target reached"
                 break
-        else:
-            if len(affordable) < len(ranking) and len(affordable) <= max_float:
-                stop_reason = f"size budget ({limits.max_size_ratio:.2f} of FP32) reached"
     best[0].replace(ctx.output)
     return {
         "tool": "onnxruntime.quantization (QDQQuantizer) + packager sensitivity search",
-        "calibration_method": spec.method,
-        "calibration_images": len(ctx.calibration),
+        **calibration_details(choice, settings, len(ctx.calibration)),
         "target_mean_cosine": limits.target_mean_cosine,
         "reached_mean_cosine_on_probe": round(best[1], 6),
         "probe_images": len(probe),

@@ -27,7 +27,15 @@ class QuantizeContext:
     calibration: np.ndarray | None = None
     """Preprocessed calibration batch, shape ``[N, *input_shape[1:]]``; None when not needed."""
     probe: np.ndarray | None = None
-    """A few preprocessed evaluation inputs, for recipes that measure their own accuracy (mixed)."""
+    """Preprocessed inputs for recipes that measure their own accuracy (mixed); never the evaluation set."""
+    progress: Callable[[str, int, int], None] | None = None
+    """``(label, done, total)`` for long loops (calibration); drawn by the CLI."""
+
+    def report(self, label: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda done, total: progress(label, done, total)
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,12 @@ def register(
     needs_calibration: bool,
     summary: str,
     params: Callable[[ModelSpec], dict[str, object]] | None = None,
-) -> Callable[[Callable[[QuantizeContext], dict[str, object]]], Callable[[QuantizeContext], dict[str, object]]]:
-    def decorate(fn: Callable[[QuantizeContext], dict[str, object]]) -> Callable[[QuantizeContext], dict[str, object]]:
+) -> Callable[
+    [Callable[[QuantizeContext], dict[str, object]]], Callable[[QuantizeContext], dict[str, object]]
+]:
+    def decorate(
+        fn: Callable[[QuantizeContext], dict[str, object]],
+    ) -> Callable[[QuantizeContext], dict[str, object]]:
         if name in _RECIPES:
             raise ValueError(f"variant {name!r} registered twice")
         _RECIPES[name] = Recipe(name, fn, needs_calibration, summary, params or (lambda spec: {}))

@@ -42,7 +42,9 @@ def _sqnr(reference: np.ndarray, candidate: np.ndarray) -> float:
     return min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise))
 
 
-def _activations(model_path: Path, names: list[str], data: np.ndarray, optimize: bool) -> dict[str, np.ndarray]:
+def _activations(
+    model_path: Path, names: list[str], data: np.ndarray, optimize: bool
+) -> dict[str, np.ndarray]:
     import onnx
     import onnxruntime as ort
 
@@ -55,7 +57,9 @@ def _activations(model_path: Path, names: list[str], data: np.ndarray, optimize:
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
@@ -67,7 +71,9 @@ def _activations(model_path: Path, names: list[str], data: np.ndarray, optimize:
     return {n: np.stack(v) for n, v in collected.items()}
 
 
-def node_sensitivity(float_model: Path, qdq_model: Path, data: np.ndarray, candidates: list[str]) -> list[NodeSensitivity]:
+def node_sensitivity(
+    float_model: Path, qdq_model: Path, data: np.ndarray, candidates: list[str]
+) -> list[NodeSensitivity]:
     """Sensitivity of each candidate node, most damaging first."""
     import onnx
     from onnx import numpy_helper

@@ -4,13 +4,48 @@ from __future__ import annotations
 
 from packager.config import ModelSpec
 from packager.errors import StepError
-from packager.quantize.calibration import QdqSettings, build_qdq, calibrate, preprocess_for_quantization
+from packager.quantize.calibration import (
+    CalibrationChoice,
+    QdqSettings,
+    calibrate,
+    choose_calibration,
+    preprocess_for_quantization,
+)
 from packager.quantize.registry import QuantizeContext, register
+from packager.validate.runners import OrtRunner
 
 
 def calibration_params(spec: ModelSpec) -> dict[str, object]:
     assert spec.calibration is not None
-    return spec.calibration.model_dump(mode="json", exclude={"images", "min_count"})
+    return {
+        **spec.calibration.model_dump(mode="json", exclude={"images", "min_count"}),
+        "probe_images": spec.mixed.probe_images,
+    }
+
+
+def calibrated_qdq(ctx: QuantizeContext, label: str) -> tuple[CalibrationChoice, QdqSettings]:
+    """Pre-process, calibrate once, and keep the best candidate range setting (all nodes INT8)."""
+    spec = ctx.spec.calibration
+    if spec is None or ctx.calibration is None or ctx.probe is None:
+        raise StepError(f"quantize[{label}]", "no calibration data", "add [models.calibration] images")
+    pre = preprocess_for_quantization(ctx.reference, ctx.work_dir / "preprocessed.onnx")
+    candidates = calibrate(pre, ctx.calibration, spec, ctx.report(f"calibrating {label}"))
+    settings = QdqSettings.from_spec(spec)
+    probe = ctx.probe[: ctx.spec.mixed.probe_images]
+    expected = OrtRunner(ctx.reference, "reference").run(probe)
+    return choose_calibration(pre, candidates, settings, probe, expected, ctx.work_dir), settings
+
+
+def calibration_details(choice: CalibrationChoice, settings: QdqSettings, images: int) -> dict[str, object]:
+    return {
+        "calibration": choice.label,
+        "calibration_candidates": {k: round(v, 6) for k, v in choice.scores.items()},
+        "calibration_images": images,
+        "per_channel": settings.per_channel,
+        "reduce_range": settings.reduce_range,
+        "activation_type": settings.activation_type,
+        "weight_type": settings.weight_type,
+    }
 
 
 @register(
@@ -20,19 +55,10 @@ def calibration_params(spec: ModelSpec) -> dict[str, object]:
     params=calibration_params,
 )
 def quantize_static_qdq(ctx: QuantizeContext) -> dict[str, object]:
-    spec = ctx.spec.calibration
-    if spec is None or ctx.calibration is None:
-        raise StepError("quantize[int8-qdq]", "no calibration data", "add [models.calibration] images")
-    pre = preprocess_for_quantization(ctx.reference, ctx.work_dir / "preprocessed.onnx")
-    ranges = calibrate(pre, ctx.calibration, spec)
-    settings = QdqSettings.from_spec(spec)
-    build_qdq(pre, ranges, settings, ctx.output)
+    choice, settings = calibrated_qdq(ctx, "int8-qdq")
+    choice.path.replace(ctx.output)
+    assert ctx.calibration is not None
     return {
         "tool": "onnxruntime.quantization (QDQQuantizer)",
-        "calibration_method": spec.method,
-        "calibration_images": len(ctx.calibration),
-        "per_channel": settings.per_channel,
-        "reduce_range": settings.reduce_range,
-        "activation_type": settings.activation_type,
-        "weight_type": settings.weight_type,
+        **calibration_details(choice, settings, len(ctx.calibration)),
     }

@@ -21,6 +21,9 @@ def _fixed(value: float, digits: int) -> str:
     return text
 
 
+EXACT_TOLERANCE = 1e-9
+
+
 def number(value: float | None, digits: int = 4) -> str:
     if value is None:
         return NA
@@ -36,6 +39,8 @@ def score(value: float | None, digits: int = 4) -> str:
     """
     if value is None or not math.isfinite(value):
         return number(value, digits)
+    if abs(value - 1.0) < EXACT_TOLERANCE:
+        return _fixed(1.0, digits)  # float rounding of an exact match, e.g. FP32 against itself
     return against(value, value, digits)[0]
 
 

@@ -75,7 +75,12 @@ def evaluate(
     for mode in modes:
         label = f"{model.stem} [{mode}]"
         result, outputs = evaluate_mode(
-            model, mode, data, latency, output_name, lambda done, total, label=label: progress(label, done, total)
+            model,
+            mode,
+            data,
+            latency,
+            output_name,
+            lambda done, total, label=label: progress(label, done, total),
         )
         results[mode] = result
         first_outputs = outputs if first_outputs is None else first_outputs

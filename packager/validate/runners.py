@@ -22,7 +22,9 @@ class OrtRunner:
     INT8 kernels (ARM, XNNPACK) follow, so mobile gates are judged in this mode (DESIGN §4).
     """
 
-    def __init__(self, model: Path, mode: OrtMode = "default", threads: int = 1, output: str | None = None) -> None:
+    def __init__(
+        self, model: Path, mode: OrtMode = "default", threads: int = 1, output: str | None = None
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -31,13 +33,17 @@ class OrtRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_DISABLE_ALL if mode == "reference" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if mode == "reference"
+            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
         try:
             self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises several pybind exception types
             raise StepError(
-                f"load {model.name}", f"onnxruntime cannot load {model} ({exc})", "run `packager check` on the model"
+                f"load {model.name}",
+                f"onnxruntime cannot load {model} ({exc})",
+                "run `packager check` on the model",
             ) from None
         self.mode = mode
         self.threads = threads
