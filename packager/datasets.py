@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,11 @@ def load_pairs(path: Path) -> EvaluationSet:
     if not path.is_file():
         raise DataError(path, "pairs file not found", "fix [models].evaluation.pairs")
     index: dict[Path, int] = {}
+    by_text: dict[str, int] = {}
+    """Pairs files repeat each image thousands of times: resolve and stat each distinct path once."""
     pairs: list[tuple[int, int]] = []
     labels: list[int] = []
+    base = path.parent.resolve()
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -105,14 +109,16 @@ def load_pairs(path: Path) -> EvaluationSet:
             )
         ids = []
         for rel in parts[:2]:
-            image = (path.parent / rel).resolve()
-            if image not in index:
-                if not image.is_file():
-                    raise DataError(
-                        f"{path}:{lineno}", f"image {rel!r} does not exist ({image})", "fix the path"
-                    )
-                index[image] = len(index)
-            ids.append(index[image])
+            if rel not in by_text:
+                image = Path(os.path.normpath(base / rel))
+                if image not in index:
+                    if not image.is_file():
+                        raise DataError(
+                            f"{path}:{lineno}", f"image {rel!r} does not exist ({image})", "fix the path"
+                        )
+                    index[image] = len(index)
+                by_text[rel] = index[image]
+            ids.append(by_text[rel])
         pairs.append((ids[0], ids[1]))
         labels.append(int(parts[2]))
     if not pairs:

@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +158,31 @@ def choose_calibration(
     return CalibrationChoice(best.label, best.ranges, best.path, best.mean_cosine, scores)
 
 
+class _RootToDebug(logging.Filter):
+    """ORT's quantizer logs through the root logger (one WARNING per rank-1 BatchNorm weight, INFO per
+    tensor); keep those records, but at DEBUG under this module's logger, so the CLI shows ours only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "root":
+            return True
+        log.debug("onnxruntime.quantization: %s", record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def quiet_ort_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    quiet = _RootToDebug()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
 def quantizable_nodes(model: Path) -> list[str]:
     """Names of nodes the QDQ quantizer would touch (its own op registry)."""
     import onnx
@@ -178,18 +203,19 @@ def build_qdq(
 
     qtypes = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     loaded = load_model_with_shape_infer(model)
-    quantizer = QDQQuantizer(
-        loaded,
-        settings.per_channel,
-        settings.reduce_range,
-        qtypes[settings.weight_type],
-        qtypes[settings.activation_type],
-        ranges,
-        [],
-        list(exclude or []),
-        sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
-        {},
-    )
-    quantizer.quantize_model()
+    with quiet_ort_logging():
+        quantizer = QDQQuantizer(
+            loaded,
+            settings.per_channel,
+            settings.reduce_range,
+            qtypes[settings.weight_type],
+            qtypes[settings.activation_type],
+            ranges,
+            [],
+            list(exclude or []),
+            sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+            {},
+        )
+        quantizer.quantize_model()
     quantizer.model.save_model_to_file(str(output), False)
     return output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from packager.quantize.calibration import preprocess_for_quantization
+from packager.quantize.calibration import preprocess_for_quantization, quiet_ort_logging
 from packager.quantize.registry import QuantizeContext, register
 
 
@@ -19,5 +19,6 @@ def quantize_dynamic_int8(ctx: QuantizeContext) -> dict[str, object]:
     # QInt8 weights on Conv produce ConvInteger(int8), which has no ORT CPU kernel (DESIGN §5.6).
     weight_type = QuantType.QUInt8 if _has_conv(ctx.reference) else QuantType.QInt8
     pre = preprocess_for_quantization(ctx.reference, ctx.work_dir / "preprocessed.onnx")
-    quantize_dynamic(str(pre), str(ctx.output), weight_type=weight_type, per_channel=False)
+    with quiet_ort_logging():
+        quantize_dynamic(str(pre), str(ctx.output), weight_type=weight_type, per_channel=False)
     return {"tool": "onnxruntime.quantization.quantize_dynamic", "weight_type": weight_type.name}
