@@ -21,11 +21,8 @@ REPORTED_TOOLS = (
     "onnxconverter-common",
     "numpy",
     "opencv-python",
-    "onnx2tf",
-    "tensorflow",
-    "ai-edge-litert",
-    "coremltools",
 )
+"""The tools whose output is in this bundle; platform targets add their converters' versions."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,6 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from packager.errors import ConfigError, GateFailed, PackagerError
+
+if TYPE_CHECKING:
+    from packager.results import BuildResult
+    from packager.steps import Step, StepResult
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATES = 0, 1, 2, 3
 
@@ -96,6 +101,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from packager.build import BuildOptions
     from packager.config import load_config
     from packager.pipeline import build_project
+    from packager.results import BuildResult
 
     config = load_config(args.config)
     options = BuildOptions(
@@ -112,16 +118,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
 
-        def on_step(step, result) -> None:  # type: ignore[no-untyped-def]
+        def on_step(step: Step, result: StepResult) -> None:
             state = "cached" if result.cached else f"ran in {result.seconds:.1f}s ({result.reason})"
             console.print(f"  {escape(step.name):<42} {state}")
 
         try:
             outcome = build_project(config, options, out=args.out, progress=progress, on_step=on_step)
         except GateFailed as exc:
-            if exc.result is not None:
-                _print_summary(exc.result)  # type: ignore[arg-type]
-            _print_gate_table(exc.result)
+            result = exc.result if isinstance(exc.result, BuildResult) else None
+            if result is not None:
+                _print_summary(result)
+            _print_gate_table(result)
             err_console.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_GATES
     _print_summary(outcome.result)
@@ -136,7 +143,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(result: BuildResult) -> None:
     from packager.report.format import megabytes, millis, percent, ratio, score
 
     for model in result.models:
@@ -173,7 +180,7 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
 
 
-def _print_gate_table(result) -> None:  # type: ignore[no-untyped-def]
+def _print_gate_table(result: BuildResult | None) -> None:
     from packager.validate.gates import format_gate_table
 
     if result is None:

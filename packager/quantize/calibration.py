@@ -125,13 +125,6 @@ class CalibrationChoice:
     """Mean cosine to FP32 on the probe inputs for every candidate, reference mode."""
 
 
-def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    a = reference.reshape(len(reference), -1).astype(np.float64)
-    b = candidate.reshape(len(candidate), -1).astype(np.float64)
-    cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return float(np.mean(cos))
-
-
 def choose_calibration(
     model: Path,
     candidates: dict[str, object],
@@ -144,13 +137,14 @@ def choose_calibration(
 
     The probe is the calibration set, never the evaluation pairs, so the reported accuracy stays honest.
     """
+    from packager.validate.metrics import cosine_stats
     from packager.validate.runners import OrtRunner
 
     best: CalibrationChoice | None = None
     scores: dict[str, float] = {}
     for i, (label, ranges) in enumerate(candidates.items()):
         path = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
-        scores[label] = mean_cosine(expected, OrtRunner(path, "reference").run(probe))
+        scores[label] = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
         log.info("calibration %s: mean cosine %.5f on %d probe inputs", label, scores[label], len(probe))
         if best is None or scores[label] > best.mean_cosine:
             best = CalibrationChoice(label, ranges, path, scores[label], {})

@@ -11,10 +11,11 @@ import logging
 from pathlib import Path
 
 from packager.config import ModelSpec
-from packager.quantize.calibration import build_qdq, mean_cosine, quantizable_nodes
+from packager.quantize.calibration import build_qdq, quantizable_nodes
 from packager.quantize.registry import QuantizeContext, register
 from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
 from packager.quantize.static_qdq import calibrated_qdq, calibration_details, calibration_params
+from packager.validate.metrics import cosine_stats
 from packager.validate.runners import OrtRunner
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
 
     def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
         path = build_qdq(pre, choice.ranges, settings, work / name, exclude=exclude)
-        cosine = mean_cosine(expected, OrtRunner(path, "reference").run(probe))
+        cosine = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
         return path, cosine, path.stat().st_size / reference_bytes
 
     candidates = quantizable_nodes(pre)
