@@ -113,19 +113,18 @@ def assemble(
             spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher
         )
         ref_mode = reference.modes[REFERENCE_MODES[0]]
-        variants = []
+        built = [(reference, fp32_path)]
         for name in variants_for(spec, options):
-            path = results[f"quantize[{m}:{name}]"].out / f"{name}.onnx"
-            details = results[f"quantize[{m}:{name}]"].meta
-            variants.append(
-                _variant(
-                    spec, name, path, results[f"validate[{m}:{name}]"], ref_mode, fp32_size, details, hasher
-                )
+            quantized = results[f"quantize[{m}:{name}]"]
+            path = quantized.out / f"{name}.onnx"
+            validate = results[f"validate[{m}:{name}]"]
+            built.append(
+                (_variant(spec, name, path, validate, ref_mode, fp32_size, quantized.meta, hasher), path)
             )
-        for v in [reference, *variants]:
-            src = prepared.out / f"{REFERENCE}.onnx" if v.variant == REFERENCE else None
-            src = src or results[f"quantize[{m}:{v.variant}]"].out / f"{v.variant}.onnx"
-            files.append(BundleFile(src, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out))
+        variants = [v for v, _ in built[1:]]
+        files += [
+            BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
+        ]
         evaluation = dict(results[f"evaluation[{m}]"].meta)
         evaluation["pairs_file"] = Path(str(evaluation["pairs_file"])).name
         evaluation["threshold"] = spec.evaluation.threshold

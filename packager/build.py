@@ -6,6 +6,7 @@ turning step outputs into results and a bundle is :mod:`packager.assemble`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,9 +112,7 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
     validate_params = {
         "threshold": spec.evaluation.threshold,
         "output": spec.output.name,
-        "latency": LatencySettings(
-            config.build.latency_runs, config.build.latency_warmup, config.build.threads
-        ).__dict__,
+        "latency": dataclasses.asdict(_latency(config)),
     }
     eval_inputs: dict[str, Path | StepOutput] = {
         "tensors": StepOutput(evaluation, "tensors.npy"),
@@ -162,6 +161,10 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
             )
         )
     return steps
+
+
+def _latency(config: Config) -> LatencySettings:
+    return LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
 
 
 def _run_prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
@@ -225,8 +228,9 @@ def _run_validate(
         reference_outputs=ref_outputs,
         threshold=spec.evaluation.threshold,
     )
-    latency = LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
-    results, outputs = evaluate(ctx.inputs["model"], modes, data, latency, spec.output.name, ctx.progress)
+    results, outputs = evaluate(
+        ctx.inputs["model"], modes, data, _latency(config), spec.output.name, ctx.progress
+    )
     np.save(ctx.out / "outputs.npy", outputs)
     return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}
 
