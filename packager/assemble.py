@@ -157,5 +157,6 @@ def assemble(
         host=host_facts(),
         models=models,
         notes=notes,
+        settings={"config": config.portable(), "command_line": options.given()},
     )
     return result, files

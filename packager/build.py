@@ -42,6 +42,15 @@ class BuildOptions:
     """Overrides every model's ``variants`` (command line ``--variants``)."""
     enforce_gates: bool = True
 
+    def given(self) -> dict[str, object]:
+        """Only what the command line changed, so the manifest can tell it from the config file."""
+        given: dict[str, object] = {}
+        if self.variants is not None:
+            given["variants"] = list(self.variants)
+        if not self.enforce_gates:
+            given["no_gates"] = True
+        return given
+
 
 def variants_for(spec: ModelSpec, options: BuildOptions) -> list[str]:
     if options.variants is None:

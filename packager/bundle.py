@@ -47,6 +47,7 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
         "gates_enforced": result.gates_enforced,
         "passed": result.passed,
         "tool_versions": result.tool_versions,
+        "settings": result.settings,
         "models": [
             {
                 "name": m.name,
@@ -110,6 +111,7 @@ def write_bundle(
     ensure_writable(out_root)
     final = bundle_dir(out_root, result)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=out_root))
+    staging.chmod(0o755)  # mkdtemp makes it private; a release bundle is meant to be read by others
     try:
         for f in files:
             dest = staging / f.dest
@@ -127,6 +129,9 @@ def write_bundle(
         os.replace(staging, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(final, f"could not write the bundle ({exc})", "free disk space or pass --out") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

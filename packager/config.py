@@ -6,8 +6,10 @@ directory (CI jobs rarely start in the project folder).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -190,9 +192,32 @@ class Config(_Strict):
             raise ValueError(f"model names must be unique, got {names}")
         return self
 
-    def digest(self) -> str:
-        """Hash of the effective settings (not the file bytes): reformatting the TOML changes nothing."""
+    def portable(self) -> dict[str, Any]:
+        """The effective settings with paths relative to the config's folder, as the manifest records them.
+
+        Absolute paths would make the same project hash differently in every clone.
+        """
+        base = self.path.parent.resolve()
         data = self.model_dump(mode="json", exclude={"path"})
+
+        def relative(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: relative(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [relative(v) for v in value]
+            if isinstance(value, str) and Path(value).is_absolute():
+                return Path(os.path.relpath(value, base)).as_posix()
+            return value
+
+        return relative(data)
+
+    def digest(self) -> str:
+        """Hash of the effective settings (not the file bytes): reformatting the TOML changes nothing.
+
+        Output and cache folders are left out: they do not change what is built.
+        """
+        data = self.portable()
+        data["build"] = {k: v for k, v in data["build"].items() if k not in ("out", "cache")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def model(self, name: str) -> ModelSpec:
@@ -237,7 +262,7 @@ def _format_error(err: dict[str, Any]) -> str:
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document; all problems are reported together."""
-    data = _resolve(path.parent.resolve(), dict(data))
+    data = _resolve(path.parent.resolve(), copy.deepcopy(data))
     data["path"] = str(path)
     try:
         return Config.model_validate(data)

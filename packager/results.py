@@ -116,3 +116,5 @@ class BuildResult(_Frozen):
     models: list[ModelResult]
     notes: list[str]
     """Plain statements the report must show (what could not run here and why, data caveats)."""
+    settings: dict[str, object] = {}
+    """The effective config (paths relative to it) and what the command line overrode."""

@@ -89,3 +89,16 @@ def test_digest_ignores_formatting_but_not_values(tmp_path: Path) -> None:
     b = parse_config(_with_model(variants=["fp16"]), tmp_path / "p.toml")
     c = parse_config(_with_model(variants=["int8-dynamic"]), tmp_path / "p.toml")
     assert a.digest() == b.digest() != c.digest()
+
+
+def test_digest_does_not_depend_on_where_the_project_lives(tmp_path: Path) -> None:
+    a = parse_config(MINIMAL, tmp_path / "one" / "packager.toml")
+    b = parse_config(MINIMAL, tmp_path / "two" / "packager.toml")
+    assert a.digest() == b.digest()
+    assert a.portable()["models"][0]["source"] == "models/m.onnx"
+
+
+def test_parsing_does_not_modify_the_callers_data(tmp_path: Path) -> None:
+    data = _with_model()
+    parse_config(data, tmp_path / "p.toml")
+    assert data["models"][0]["source"] == "models/m.onnx"

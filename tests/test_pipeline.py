@@ -92,7 +92,45 @@ def test_unwritable_output_fails_before_any_work(tiny_project, tmp_path: Path) -
     assert not config.build.cache.exists()
 
 
-def test_variants_option_builds_only_those(tiny_project) -> None:
+def test_variants_option_builds_only_those_and_the_manifest_says_so(tiny_project) -> None:
     config = load_config(tiny_project())
     outcome = build_project(config, BuildOptions(variants=("fp16",)))
     assert [v.variant for v in outcome.result.models[0].variants] == ["fp16"]
+    settings = json.loads((outcome.bundle / "manifest.json").read_text())["settings"]
+    assert settings["command_line"] == {"variants": ["fp16"]}
+    assert settings["config"]["models"][0]["source"] == "model.onnx"
+
+
+def test_cold_rebuild_in_a_fresh_cache_gives_identical_model_bytes(tiny_project, tmp_path: Path) -> None:
+    config = load_config(tiny_project())
+    first = _bundle_bytes(build_project(config, BuildOptions()).bundle)
+    fresh = config.model_copy(
+        update={
+            "build": config.build.model_copy(update={"cache": tmp_path / "cache2", "out": tmp_path / "dist2"})
+        }
+    )
+    second = _bundle_bytes(build_project(fresh, BuildOptions()).bundle)
+    models = sorted(k for k in first if k.endswith(".onnx"))
+    assert len(models) == 5
+    assert all(first[k] == second[k] for k in models)
+
+
+def test_a_failure_while_writing_the_bundle_leaves_nothing(
+    tiny_project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packager.pipeline
+
+    def broken_report(result: object, out_dir: Path) -> list[Path]:
+        (out_dir / "report.md").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(packager.pipeline, "write_report", broken_report)
+    config = load_config(tiny_project(variants='["fp16"]'))
+    with pytest.raises(OutputError, match="could not write the bundle .*disk full"):
+        build_project(config, BuildOptions())
+    assert list(config.build.out.iterdir()) == []
+
+
+def test_bundle_is_readable_by_others(tiny_project) -> None:
+    outcome = build_project(load_config(tiny_project(variants='["fp16"]')), BuildOptions())
+    assert outcome.bundle.stat().st_mode & 0o755 == 0o755
