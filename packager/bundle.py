@@ -131,7 +131,9 @@ def write_bundle(
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(final, f"could not write the bundle ({exc})", "free disk space or pass --out") from exc
+        raise OutputError(
+            final, f"could not write the bundle ({exc})", "free disk space or pass --out"
+        ) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

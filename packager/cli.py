@@ -74,6 +74,21 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="inspect an ONNX model: opset, inputs/outputs, ops, problems")
     check.add_argument("model", type=Path, help="path to an .onnx file")
+    check.add_argument("--json", action="store_true", help="print the graph report as JSON (for CI)")
+
+    report = sub.add_parser(
+        "report",
+        help="re-render report.md/report.html of a bundle from its results.json",
+        description="Re-render a bundle's reports from its stored results.json, without rerunning anything.",
+    )
+    report.add_argument("bundle", type=Path, help="a bundle folder, e.g. dist/faceid-1.4.0")
+
+    sub.add_parser(
+        "bench",
+        help="benchmark a bundle on phones over adb or on this host (same as `device-bench`)",
+        description="Delegates to device-bench; `packager bench run DIST --host`. See `device-bench --help`.",
+        add_help=False,
+    )
 
     graph = sub.add_parser("graph", help="print the build's step plan for a config without running it")
     graph.add_argument("config", type=Path, help="path to packager.toml")
@@ -195,10 +210,16 @@ def _print_gate_table(result: BuildResult | None) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
     from packager.graph import inspect_model, load_model
 
     model = load_model(args.model)
     report = inspect_model(model, args.model)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report), indent=1, default=lambda o: o.model_dump()))
+        return EXIT_OK
     console.print(f"[bold]{report.path}[/]  {report.size_bytes / 1e6:.2f} MB")
     console.print(f"IR {report.ir_version}, opset {report.opset}, producer {report.producer or '?'}")
     console.print(f"parameters: {report.parameters:,}")
@@ -261,10 +282,42 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"build": _cmd_build, "check": _cmd_check, "graph": _cmd_graph, "clean": _cmd_clean}
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from packager.errors import DataError
+    from packager.report import write_report
+    from packager.results import BuildResult
+
+    stored = args.bundle / "results.json"
+    if not stored.is_file():
+        raise DataError(stored, "no results.json here", "pass a bundle folder written by `packager build`")
+    try:
+        result = BuildResult.model_validate_json(stored.read_text())
+    except ValidationError as exc:
+        raise DataError(
+            stored, f"not a results file of this packager version ({exc.error_count()} errors)", "rebuild"
+        ) from None
+    for path in write_report(result, args.bundle):
+        console.print(f"wrote {path}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "build": _cmd_build,
+    "check": _cmd_check,
+    "graph": _cmd_graph,
+    "clean": _cmd_clean,
+    "report": _cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from device_bench.cli import main as device_bench_main
+
+        return device_bench_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

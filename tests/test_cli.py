@@ -110,3 +110,29 @@ def test_clean_removes_the_cache(tiny_project) -> None:
     assert main(["build", str(config)]) == 0
     assert main(["clean", str(config)]) == 0
     assert not (config.parent / ".packager-cache").exists()
+
+
+def test_check_json_reports_the_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import model_factory
+
+    path = model_factory.save(model_factory.mobilefacenet_like(batch="N"), tmp_path / "m.onnx")
+    assert main(["check", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["op_histogram"]["Conv"] == 5 and report["inputs"][0]["shape"] == ["N", 3, 32, 32]
+
+
+def test_report_rerenders_from_results_json(tiny_project) -> None:
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config)]) == 0
+    bundle = config.parent / "dist" / "tiny-0.1.0"
+    original = (bundle / "report.md").read_text()
+    (bundle / "report.md").unlink()
+    assert main(["report", str(bundle)]) == 0
+    assert (bundle / "report.md").read_text() == original
+
+
+def test_bench_delegates_to_device_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--help"]) == 0
+    assert "device-bench" in capsys.readouterr().out

@@ -100,3 +100,15 @@ def test_prepare_cleans_fixes_batch_upgrades_opset_and_keeps_numerics(tmp_path: 
     a = ort.InferenceSession(str(path)).run(None, {"data": sample})[0]
     b = ort.InferenceSession(str(prepared.path)).run(None, {"data": sample})[0]
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_model_without_inputs_is_refused(tmp_path: Path) -> None:
+    const = onnx.helper.make_node(
+        "Constant", [], ["y"], value=onnx.numpy_helper.from_array(np.zeros((1, 4), np.float32))
+    )
+    graph = onnx.helper.make_graph(
+        [const], "noin", [], [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])]
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    with pytest.raises(ModelError, match="no inputs"):
+        image_input(model, InputSpec(size=[8, 8]), tmp_path / "noin.onnx")

@@ -126,7 +126,7 @@ def test_a_failure_while_writing_the_bundle_leaves_nothing(
 
     monkeypatch.setattr(packager.pipeline, "write_report", broken_report)
     config = load_config(tiny_project(variants='["fp16"]'))
-    with pytest.raises(OutputError, match="could not write the bundle .*disk full"):
+    with pytest.raises(OutputError, match=r"could not write the bundle .*disk full"):
         build_project(config, BuildOptions())
     assert list(config.build.out.iterdir()) == []
 
