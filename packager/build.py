@@ -24,10 +24,11 @@ from packager.results import OrtMode
 from packager.steps import Step, StepContext, StepOutput, StepResult, StepRunner
 from packager.validate.evaluate import EvaluationData, LatencySettings, evaluate
 
-GRAPH_TOOLS = ("onnx", "onnxruntime")
-DATA_TOOLS = ("opencv-python", "numpy")
-QUANT_TOOLS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy")
-VALIDATE_TOOLS = ("onnxruntime", "numpy")
+# packager itself is listed so that a new release never reuses results computed by older code.
+GRAPH_TOOLS = ("packager", "onnx", "onnxruntime")
+DATA_TOOLS = ("packager", "opencv-python", "numpy")
+QUANT_TOOLS = ("packager", "onnx", "onnxruntime", "onnxconverter-common", "numpy")
+VALIDATE_TOOLS = ("packager", "onnxruntime", "numpy")
 
 REFERENCE = "fp32"
 REFERENCE_MODES: tuple[OrtMode, ...] = ("default",)

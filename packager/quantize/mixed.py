@@ -46,17 +46,15 @@ def _schedule(count: int) -> list[int]:
     params=mixed_params,
 )
 def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
-    choice, settings = calibrated_qdq(ctx, "mixed")
-    assert ctx.probe is not None and ctx.calibration is not None
+    base = calibrated_qdq(ctx, "mixed")
+    assert ctx.calibration is not None
+    choice, settings, pre, probe = base.choice, base.settings, base.preprocessed, base.probe
     limits, work = ctx.spec.mixed, ctx.work_dir
-    pre = work / "preprocessed.onnx"
-    probe = ctx.probe[: limits.probe_images]
-    expected = OrtRunner(ctx.reference, "reference").run(probe)
     reference_bytes = ctx.reference.stat().st_size
 
     def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
         path = build_qdq(pre, choice.ranges, settings, work / name, exclude=exclude)
-        cosine = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
+        cosine = cosine_stats(base.expected, OrtRunner(path, "reference").run(probe)).mean
         return path, cosine, path.stat().st_size / reference_bytes
 
     candidates = quantizable_nodes(pre)

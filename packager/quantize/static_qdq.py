@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
 from packager.config import ModelSpec
 from packager.errors import StepError
 from packager.quantize.calibration import (
@@ -23,7 +28,19 @@ def calibration_params(spec: ModelSpec) -> dict[str, object]:
     }
 
 
-def calibrated_qdq(ctx: QuantizeContext, label: str) -> tuple[CalibrationChoice, QdqSettings]:
+@dataclass(frozen=True)
+class CalibratedBase:
+    """A calibrated, fully INT8 QDQ model plus what recipes building on it need to measure themselves."""
+
+    choice: CalibrationChoice
+    settings: QdqSettings
+    preprocessed: Path
+    probe: np.ndarray
+    expected: np.ndarray
+    """FP32 outputs on ``probe`` in the reference mode."""
+
+
+def calibrated_qdq(ctx: QuantizeContext, label: str) -> CalibratedBase:
     """Pre-process, calibrate once, and keep the best candidate range setting (all nodes INT8)."""
     spec = ctx.spec.calibration
     if spec is None or ctx.calibration is None or ctx.probe is None:
@@ -33,7 +50,8 @@ def calibrated_qdq(ctx: QuantizeContext, label: str) -> tuple[CalibrationChoice,
     settings = QdqSettings.from_spec(spec)
     probe = ctx.probe[: ctx.spec.mixed.probe_images]
     expected = OrtRunner(ctx.reference, "reference").run(probe)
-    return choose_calibration(pre, candidates, settings, probe, expected, ctx.work_dir), settings
+    choice = choose_calibration(pre, candidates, settings, probe, expected, ctx.work_dir)
+    return CalibratedBase(choice, settings, pre, probe, expected)
 
 
 def calibration_details(choice: CalibrationChoice, settings: QdqSettings, images: int) -> dict[str, object]:
@@ -55,10 +73,10 @@ def calibration_details(choice: CalibrationChoice, settings: QdqSettings, images
     params=calibration_params,
 )
 def quantize_static_qdq(ctx: QuantizeContext) -> dict[str, object]:
-    choice, settings = calibrated_qdq(ctx, "int8-qdq")
-    choice.path.replace(ctx.output)
+    base = calibrated_qdq(ctx, "int8-qdq")
+    base.choice.path.replace(ctx.output)
     assert ctx.calibration is not None
     return {
         "tool": "onnxruntime.quantization (QDQQuantizer)",
-        **calibration_details(choice, settings, len(ctx.calibration)),
+        **calibration_details(base.choice, base.settings, len(ctx.calibration)),
     }
