@@ -14,6 +14,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from device_bench.errors import BundleError
 from device_bench.results import ArtifactRef, BundleRef
@@ -27,6 +28,22 @@ MANIFEST = "manifest.json"
 class Artifact:
     ref: ArtifactRef
     local_path: Path
+    input_range: tuple[float, float] | None = None
+    """Float input value range implied by the model's preprocessing in the manifest, if known."""
+
+
+def input_range(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
+    """``(pixel - mean) / std`` over the pixel range, across channels: what the model sees in the app."""
+    try:
+        low, high = (float(v) for v in preprocessing.get("pixel_range", [0, 255]))
+        ends = [
+            (edge - float(m)) / float(s)
+            for m, s in zip(preprocessing["mean"], preprocessing["std"], strict=False)
+            for edge in (low, high)
+        ]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return (min(ends), max(ends)) if ends else None
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,11 @@ def _from_manifest(manifest: Path, path: Path, formats: Collection[str]) -> Sele
             str(manifest), f"unreadable manifest ({exc})", "rebuild the bundle with packager"
         ) from exc
     project = data.get("project") or {}
+    ranges = {
+        m.get("name"): input_range(m.get("preprocessing") or {})
+        for m in data.get("models", [])
+        if isinstance(m, dict)
+    }
     artifacts = []
     for entry in entries:
         local = root / entry["path"]
@@ -102,7 +124,7 @@ def _from_manifest(manifest: Path, path: Path, formats: Collection[str]) -> Sele
             format=fmt,
             platform=entry.get("platform", "any"),
         )
-        artifacts.append(Artifact(ref, local))
+        artifacts.append(Artifact(ref, local, ranges.get(ref.model)))
     bundle = BundleRef(
         root=str(root), manifest=str(manifest), project=project.get("name"), version=project.get("version")
     )

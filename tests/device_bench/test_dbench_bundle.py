@@ -63,3 +63,40 @@ def test_nothing_to_run_is_an_error(tmp_path: Path) -> None:
         select_artifacts(tmp_path, TOOLS.formats())
     with pytest.raises(BundleError, match="does not exist"):
         select_artifacts(tmp_path / "nope", TOOLS.formats())
+
+
+def test_input_range_follows_the_manifest_preprocessing(tmp_path: Path) -> None:
+    import json
+
+    from bundle_factory import tiny_onnx
+
+    root = tmp_path / "dist" / "faceid-1.4.0"
+    model_dir = root / "models" / "face_embedder"
+    model_dir.mkdir(parents=True)
+    (model_dir / "fp32.onnx").write_bytes(tiny_onnx().SerializeToString())
+    manifest = {
+        "schema_version": 1,
+        "project": {"name": "faceid", "version": "1.4.0"},
+        "models": [
+            {
+                "name": "face_embedder",
+                "preprocessing": {"pixel_range": [0, 255], "mean": [127.5], "std": [128]},
+            }
+        ],
+        "artifacts": [
+            {
+                "path": "models/face_embedder/fp32.onnx",
+                "sha256": "0" * 64,
+                "model": "face_embedder",
+                "variant": "fp32",
+                "format": "onnx",
+            }
+        ],
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (artifact,) = select_artifacts(root, {"onnx"}).artifacts
+    assert artifact.input_range == pytest.approx((-127.5 / 128, 127.5 / 128))
+
+
+def test_input_range_is_unknown_without_preprocessing(bundle: Path) -> None:
+    assert all(a.input_range is None for a in select_artifacts(bundle, {"onnx", "tflite"}).artifacts)
