@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import sys
 import tarfile
@@ -14,6 +15,7 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "faceid"
 sys.path.insert(0, str(EXAMPLE))
 
 import prepare_data  # noqa: E402
-from faceid_data import PrepareError, augment, dataset, fetch, sanity  # noqa: E402
+from faceid_data import PrepareError, augment, dataset, fetch, notes, sanity  # noqa: E402
 from faceid_data.faces import Face  # noqa: E402
 from faceid_data.sources import Member, Source, load_sources  # noqa: E402
 
@@ -237,6 +239,118 @@ def test_photometric_steps_each_change_the_crop() -> None:
     assert np.array_equal(augment.photometric(crop, augment.ViewParams(flip=True)), crop[:, ::-1])
 
 
+def test_hard_params_are_deterministic_within_ranges_and_always_hard() -> None:
+    assert augment.sample_hard_params(7, "jpeg") == augment.sample_hard_params(7, "jpeg")
+    assert augment.sample_hard_params(7, "jpeg") != augment.sample_hard_params(8, "jpeg")
+    with pytest.raises(ValueError, match="unknown degradation"):
+        augment.sample_hard_params(7, "fog")
+    extras = 0
+    for seed in range(300):
+        primary = augment.DEGRADATIONS[seed % len(augment.DEGRADATIONS)]
+        p = augment.sample_hard_params(seed, primary)
+        assert abs(p.angle_deg) <= augment.HARD_MAX_ANGLE_DEG
+        assert augment.HARD_SCALE_RANGE[0] <= p.scale <= augment.HARD_SCALE_RANGE[1]
+        assert max(abs(p.shift_x), abs(p.shift_y)) <= augment.HARD_MAX_SHIFT_PX
+        on = {
+            "low_res": p.low_res_px > 0,
+            "jpeg": p.jpeg_quality > 0,
+            "blur": p.blur_sigma > 0 or p.motion_blur_px > 0,
+            "low_light": p.exposure < 1,
+            "occlusion": bool(p.occluder),
+            "grayscale": p.grayscale,
+        }
+        assert on[primary], (seed, primary, p)
+        extras += sum(on.values()) - 1
+        assert not (p.blur_sigma and p.motion_blur_px), "one kind of blur per view"
+        assert p.low_res_px == 0 or augment.LOW_RES_RANGE[0] <= p.low_res_px <= augment.LOW_RES_RANGE[1]
+        q = augment.HARD_JPEG_QUALITY_RANGE
+        assert p.jpeg_quality == 0 or q[0] <= p.jpeg_quality <= q[1]
+        assert p.blur_sigma == 0 or augment.HARD_BLUR_SIGMA_RANGE[0] <= p.blur_sigma
+        assert p.motion_blur_px == 0 or augment.MOTION_BLUR_RANGE[0] <= p.motion_blur_px
+        assert p.exposure == 1 or augment.EXPOSURE_RANGE[0] <= p.exposure <= augment.EXPOSURE_RANGE[1]
+        assert (p.noise_sigma > 0) == (p.exposure < 1), "noise comes with low light"
+        if p.occluder:
+            x0, y0, x1, y1 = p.occlusion
+            assert 0 <= x0 < x1 <= 112 and 0 <= y0 < y1 <= 112 and (x1 - x0) * (y1 - y0) >= 400
+        else:
+            assert p.occlusion == (0, 0, 0, 0)
+    # Extras are occasional: about HARD_EXTRA_PROBABILITY for each of the five other degradations.
+    expected = 300 * 5 * augment.HARD_EXTRA_PROBABILITY
+    assert 0.6 * expected <= extras <= 1.4 * expected
+
+
+def test_hard_degradations_each_change_the_crop_deterministically() -> None:
+    crop = photo(5, 112)
+    cases = {
+        "low_res": augment.ViewParams(low_res_px=28),
+        "jpeg": augment.ViewParams(jpeg_quality=10),
+        "motion": augment.ViewParams(motion_blur_px=9, motion_angle_deg=30.0),
+        "low_light": augment.ViewParams(exposure=0.4, noise_sigma=6.0, noise_seed=3),
+        "occlusion": augment.ViewParams(occluder="mask", occlusion=(20, 70, 90, 112), occlusion_level=200),
+        "grayscale": augment.ViewParams(grayscale=True),
+    }
+    for name, params in cases.items():
+        out = augment.photometric(crop, params)
+        assert out.shape == (112, 112, 3) and out.dtype == np.uint8, name
+        assert not np.array_equal(out, crop), name
+        assert np.array_equal(out, augment.photometric(crop, params)), f"{name} is not deterministic"
+    dark = augment.photometric(crop, cases["low_light"])
+    assert dark.mean() < 0.5 * crop.mean()
+    other_noise = augment.photometric(crop, replace(cases["low_light"], noise_seed=4))
+    assert not np.array_equal(dark, other_noise), "the noise pattern follows its recorded seed"
+    grey = augment.photometric(crop, cases["grayscale"])
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1], grey[..., 2])
+    masked = augment.photometric(crop, cases["occlusion"])
+    assert (masked[70:, 20:90] == 200).all() and np.array_equal(masked[:70], crop[:70])
+    # A face seen at 28 px has lost its pixel-level detail: far smoother than fine texture.
+    fine = np.random.default_rng(5).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
+    small = augment.photometric(fine, cases["low_res"]).astype(float)
+    assert np.abs(np.diff(small, axis=1)).mean() < 0.25 * np.abs(np.diff(fine.astype(float), axis=1)).mean()
+
+
+def test_motion_kernel_is_a_normalised_streak() -> None:
+    kernel = augment.motion_kernel(9, 0.0)
+    assert kernel.shape == (9, 9) and kernel.sum() == pytest.approx(1.0)
+    assert np.count_nonzero(kernel[4]) == 9 and np.count_nonzero(kernel) == 9
+    turned = augment.motion_kernel(9, 90.0)
+    assert turned.sum() == pytest.approx(1.0) and np.count_nonzero(turned[:, 4]) >= 7
+
+
+def test_mild_views_are_untouched_by_the_hard_tier_fields() -> None:
+    """Every hard field off means the mild pipeline; mild views keep their bytes."""
+    params = augment.sample_params(11)
+    for field, value in (
+        ("occlusion", (0, 0, 0, 0)),
+        ("exposure", 1.0),
+        ("motion_blur_px", 0),
+        ("low_res_px", 0),
+        ("noise_sigma", 0.0),
+        ("grayscale", False),
+    ):
+        assert getattr(params, field) == value, field
+    described = augment.CLEAN.describe()
+    assert described["occlusion"] == "0:0:0:0" and described["low_res_px"] == 0
+
+    def before_hard_tier(crop: np.ndarray, p: augment.ViewParams) -> np.ndarray:
+        """The mild pipeline as it was before the hard tier existed."""
+        out = crop.astype(np.float32)
+        mean = float(out.mean())
+        out = (out - mean) * p.contrast + mean + p.brightness
+        result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        if p.blur_sigma > 0:
+            result = cv2.GaussianBlur(result, (0, 0), p.blur_sigma)
+        if p.jpeg_quality:
+            result = cv2.imdecode(
+                cv2.imencode(".jpg", result, [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])[1], cv2.IMREAD_COLOR
+            )
+        return np.ascontiguousarray(result[:, ::-1]) if p.flip else result
+
+    crop = photo(6, 112)
+    for seed in range(20):
+        p = augment.sample_params(seed)
+        assert np.array_equal(augment.photometric(crop, p), before_hard_tier(crop, p)), seed
+
+
 # --- views, pairs, files --------------------------------------------------------------------------
 
 
@@ -244,6 +358,38 @@ def groups() -> dict[str, list[Face]]:
     return dataset.group_by_identity(
         [face("obama", "obama.jpg#0", 1), face("obama", "obama2.jpg#0", 2), face("t1-0", "t1.jpg#0", 3)]
     )
+
+
+def test_hard_tier_follows_the_mild_views_with_every_degradation_once() -> None:
+    n = len(augment.DEGRADATIONS)
+    evals = dataset.plan_eval(groups(), 4, n)
+    mild_only = dataset.plan_eval(groups(), 4)
+    by_identity = {i: [v for v in evals if v.identity == i] for i in ("obama", "t1-0")}
+    for views in by_identity.values():
+        assert [v.index for v in views] == list(range(4 + n))
+        assert [v.tier for v in views[4:]] == [dataset.HARD] * n
+        assert [v.degradation for v in views[4:]] == list(augment.DEGRADATIONS)
+        assert all(v.tier != dataset.HARD and not v.degradation for v in views[:4])
+    # Adding the hard tier leaves the clean and mild views as they were.
+    assert [(v.relpath, v.params) for v in evals if v.tier != dataset.HARD] == [
+        (v.relpath, v.params) for v in mild_only
+    ]
+    assert [v.tier for v in by_identity["obama"][:4]] == [dataset.CLEAN_TIER] * 2 + [dataset.MILD] * 2
+    calibration = dataset.plan_calibration(groups(), 8)
+    assert all(v.tier == dataset.MILD for v in calibration), "calibration stays ordinary captures"
+    augmented = [v.params for v in evals + calibration if v.tier != dataset.CLEAN_TIER]
+    assert len(set(augmented)) == len(augmented), "every augmented view has its own parameters"
+
+
+def test_views_csv_records_tier_and_degradation() -> None:
+    evals = dataset.plan_eval(groups(), 3, 2)
+    rows = dataset.views_csv(evals).splitlines()
+    header = rows[0].split(",")
+    assert header[:6] == ["path", "identity", "source", "face", "tier", "degradation"]
+    assert {"low_res_px", "noise_seed", "occlusion", "grayscale"} <= set(header)
+    assert len(rows) == 1 + len(evals)
+    last = dict(zip(header, rows[-1].split(","), strict=True))
+    assert last["tier"] == "hard" and last["degradation"] == augment.DEGRADATIONS[1]
 
 
 def test_plan_cycles_photos_starts_clean_and_keeps_calibration_disjoint() -> None:
@@ -281,6 +427,17 @@ def test_counts_split_real_photo_positives_from_augmented_ones() -> None:
     pairs = dataset.build_pairs((v.relpath, v.identity) for v in evals)
     counts = dataset.count_pairs(pairs, {v.relpath: v.face.key for v in evals})
     assert (counts.positive_real, counts.positive_augmented, counts.negative) == (4, 2 + 6, 16)
+    assert (counts.positive_hard, counts.negative_hard) == (0, 0)
+
+
+def test_counts_show_how_many_pairs_have_a_hard_view() -> None:
+    evals = dataset.plan_eval(groups(), 3, 1)  # 4 views each: 3 ordinary, 1 hard
+    pairs = dataset.build_pairs((v.relpath, v.identity) for v in evals)
+    hard = frozenset(v.relpath for v in evals if v.tier == dataset.HARD)
+    counts = dataset.count_pairs(pairs, {v.relpath: v.face.key for v in evals}, hard)
+    assert counts.positive == 2 * 6 and counts.negative == 16
+    # Each identity's hard view pairs with its 3 others; across identities, 16 - 3*3 pairs have one.
+    assert (counts.positive_hard, counts.negative_hard) == (2 * 3, 16 - 9)
 
 
 def test_written_data_is_byte_identical_and_paths_resolve_from_the_pairs_file(tmp_path: Path) -> None:
@@ -308,6 +465,39 @@ def test_roc_auc_matches_hand_computed_values() -> None:
     assert sanity.roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 1.0
     assert sanity.roc_auc(np.array([0.1]), np.array([0.9])) == 0.0
     assert sanity.roc_auc(np.array([0.5, 0.9]), np.array([0.5, 0.1])) == pytest.approx(0.875)
+
+
+def test_tar_at_far_matches_packagers_definition() -> None:
+    from packager.validate import metrics
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        negative = np.round(rng.normal(0.1, 0.1, 12_000), 2)  # rounded: many ties
+        positive = np.round(rng.normal(0.5 + trial / 40, 0.2, 900), 2)
+        scores = np.r_[positive, negative]
+        labels = np.r_[np.ones(positive.size, bool), np.zeros(negative.size, bool)]
+        for far in (1e-3, 1e-4):
+            assert sanity.tar_at_far(positive, negative, far) == pytest.approx(
+                metrics.tar_at_far(scores, labels, far)
+            )
+    assert sanity.tar_at_far(np.array([0.9]), np.zeros(9_999), 1e-4) is None
+
+
+def test_data_notes_describe_both_tiers_and_mild_calibration() -> None:
+    g = groups()
+    evals = dataset.plan_eval(g, 4, len(augment.DEGRADATIONS))
+    calibration = dataset.plan_calibration(g, 4)
+    pairs = dataset.build_pairs((v.relpath, v.identity) for v in evals)
+    hard = frozenset(v.relpath for v in evals if v.tier == dataset.HARD)
+    counts = dataset.count_pairs(pairs, {v.relpath: v.face.key for v in evals}, hard)
+    text = notes.render(notes.DataFacts([], [], g, evals, calibration, counts))
+    assert f"{len(evals) - len(hard)} clean or mildly augmented views" in text
+    assert f"{len(hard)} hard ones" in text
+    assert f"{counts.positive_hard} of the positives and {counts.negative_hard} of the negatives" in text
+    for name in augment.DEGRADATIONS:
+        assert f"`{name}`" in text, name
+    assert "Calibration has no hard views" in text
+    assert "| obama | pkg==1:obama.jpg#0; pkg==1:obama2.jpg#0 | 4 | 6 | 2 |" in text
 
 
 def test_example_config_points_at_what_prepare_data_writes() -> None:
@@ -342,9 +532,20 @@ def test_prepare_data_end_to_end_is_deterministic_and_idempotent(tmp_path: Path,
     assert tree(roots[0]) == tree(roots[1])
     data = roots[0] / "data"
     evals = sorted((data / "eval").glob("*.png"))
-    assert 150 <= len(evals) <= 200 and len(list((data / "calibration").glob("*.png"))) == 64
+    assert 200 <= len(evals) <= 260 and len(list((data / "calibration").glob("*.png"))) == 64
     pairs = dataset.parse_pairs((data / dataset.PAIRS_FILE).read_text())
     assert sum(1 - p.label for p in pairs) >= 10_000
+    rows = [line.split(",") for line in (data / dataset.VIEWS_FILE).read_text().splitlines()[1:]]
+    evaluated = [row for row in rows if row[0].startswith("eval/")]
+    identities = {row[1] for row in evaluated}
+    assert (
+        sum(row[4] == "hard" for row in evaluated) == len(identities) * prepare_data.HARD_VIEWS_PER_IDENTITY
+    )
+    assert not [row for row in rows if row[0].startswith("calibration/") and row[4] != "mild"]
+    # The hard tier is what keeps FP32 off the ceiling: AUC and TAR@FAR must have room to move.
+    fp32 = json.loads((data / prepare_data.STAMP).read_text())["fp32"]
+    assert 0.97 <= fp32["auc"] <= 0.995 and fp32["auc_without_hard"] >= prepare_data.EASY_AUC_FLOOR
+    assert fp32["tar_at_far_1e3"] < 0.95 and fp32["tar_at_far_1e4"] is not None
     assert all((data / p.first).is_file() and (data / p.second).is_file() for p in pairs)
     assert (roots[0] / prepare_data.SFACE).stat().st_size > 38_000_000
 

@@ -18,13 +18,23 @@ import cv2
 import numpy as np
 
 from faceid_data import PrepareError
-from faceid_data.augment import CLEAN, Align, ViewParams, render_view, sample_params, seed_for
+from faceid_data.augment import (
+    CLEAN,
+    DEGRADATIONS,
+    Align,
+    ViewParams,
+    render_view,
+    sample_hard_params,
+    sample_params,
+    seed_for,
+)
 from faceid_data.faces import Face
 
 EVAL_DIR = "eval"
 CALIBRATION_DIR = "calibration"
 PAIRS_FILE = "pairs.txt"
 VIEWS_FILE = "views.csv"
+CLEAN_TIER, MILD, HARD = "clean", "mild", "hard"
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,10 @@ class View:
     index: int
     face: Face
     params: ViewParams
+    tier: str = MILD
+    """``clean`` (the aligned crop itself), ``mild`` (an ordinary capture) or ``hard`` (a bad one)."""
+    degradation: str = ""
+    """For hard views: the degradation chosen for this view (others may be added on top)."""
 
     @property
     def relpath(self) -> str:
@@ -52,11 +66,16 @@ class Pair:
 
 @dataclass(frozen=True)
 class PairCounts:
-    """Positives split by kind: different real photos of a person vs two views of one photo."""
+    """Positives split by kind: different real photos of a person vs two views of one photo.
+
+    ``positive_hard`` and ``negative_hard`` count the pairs (of either kind) with a hard view in them.
+    """
 
     positive_real: int
     positive_augmented: int
     negative: int
+    positive_hard: int = 0
+    negative_hard: int = 0
 
     @property
     def positive(self) -> int:
@@ -70,14 +89,28 @@ def group_by_identity(faces: Iterable[Face]) -> dict[str, list[Face]]:
     return {identity: groups[identity] for identity in sorted(groups)}
 
 
-def plan_eval(groups: dict[str, list[Face]], views_per_identity: int) -> list[View]:
-    """Views cycle over an identity's photos; the first view of each photo is the clean crop."""
+def plan_eval(
+    groups: dict[str, list[Face]], views_per_identity: int, hard_per_identity: int = 0
+) -> list[View]:
+    """Views cycle over an identity's photos; the first view of each photo is the clean crop.
+
+    The first ``views_per_identity`` views are clean or mild; the ``hard_per_identity`` after them
+    are hard, their chosen degradation cycling through ``DEGRADATIONS`` so that each identity gets
+    each degradation once per cycle. Hard seeds are namespaced apart from mild ones.
+    """
     views = []
     for identity, faces in groups.items():
-        for k in range(views_per_identity):
+        for k in range(views_per_identity + hard_per_identity):
             face = faces[k % len(faces)]
-            params = CLEAN if k < len(faces) else sample_params(seed_for(EVAL_DIR, face.key, str(k)))
-            views.append(View(EVAL_DIR, identity, k, face, params))
+            if k < len(faces):
+                views.append(View(EVAL_DIR, identity, k, face, CLEAN, CLEAN_TIER))
+            elif k < views_per_identity:
+                params = sample_params(seed_for(EVAL_DIR, face.key, str(k)))
+                views.append(View(EVAL_DIR, identity, k, face, params, MILD))
+            else:
+                degradation = DEGRADATIONS[(k - views_per_identity) % len(DEGRADATIONS)]
+                params = sample_hard_params(seed_for(EVAL_DIR, HARD, face.key, str(k)), degradation)
+                views.append(View(EVAL_DIR, identity, k, face, params, HARD, degradation))
     return views
 
 
@@ -102,16 +135,23 @@ def build_pairs(items: Iterable[tuple[str, str]]) -> list[Pair]:
     ]
 
 
-def count_pairs(pairs: Iterable[Pair], source_of: dict[str, str]) -> PairCounts:
-    real = augmented = negative = 0
+def count_pairs(
+    pairs: Iterable[Pair], source_of: dict[str, str], hard: frozenset[str] = frozenset()
+) -> PairCounts:
+    """``source_of`` maps an image to its photo; ``hard`` holds the hard views' paths."""
+    real = augmented = negative = positive_hard = negative_hard = 0
     for pair in pairs:
+        with_hard = pair.first in hard or pair.second in hard
         if not pair.label:
             negative += 1
-        elif source_of[pair.first] != source_of[pair.second]:
+            negative_hard += with_hard
+            continue
+        positive_hard += with_hard
+        if source_of[pair.first] != source_of[pair.second]:
             real += 1
         else:
             augmented += 1
-    return PairCounts(real, augmented, negative)
+    return PairCounts(real, augmented, negative, positive_hard, negative_hard)
 
 
 def format_pairs(pairs: Iterable[Pair]) -> str:
@@ -162,11 +202,19 @@ def views_csv(views: Iterable[View]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     fields = list(CLEAN.describe())
-    writer.writerow(["path", "identity", "source", "face", *fields])
+    writer.writerow(["path", "identity", "source", "face", "tier", "degradation", *fields])
     for view in views:
         values = view.params.describe()
         writer.writerow(
-            [view.relpath, view.identity, view.face.origin, view.face.key, *(values[f] for f in fields)]
+            [
+                view.relpath,
+                view.identity,
+                view.face.origin,
+                view.face.key,
+                view.tier,
+                view.degradation,
+                *(values[f] for f in fields),
+            ]
         )
     return buffer.getvalue()
 

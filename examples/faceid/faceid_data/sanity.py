@@ -1,12 +1,15 @@
 """FP32 figures for the generated pairs with onnxruntime: a smoke test of the data, not a gate.
 
-If positives and negatives were not well separated here, the data (or the preprocessing) would be
-wrong, and every quantization comparison built on it would be meaningless.
+The pairs without a hard view should separate almost perfectly; if they did not, the data (or the
+preprocessing) would be wrong, and every quantization comparison built on it would be meaningless.
+The hard views are there to make the whole set imperfect on purpose, so that AUC and TAR@FAR have
+room to move when a quantized model is worse than FP32.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +31,25 @@ class Figures:
     """Positives from different real photos only: augmented views of one photo are easy."""
     auc: float
     accuracy_at_threshold: float
+    tar_at_far_1e3: float | None = None
+    tar_at_far_1e4: float | None = None
+    """None when there are too few negatives to resolve that FAR (as in packager's report)."""
+    mean_positive_hard: float | None = None
+    """Positives with at least one hard view."""
+    auc_without_hard: float | None = None
+    """ROC AUC on the pairs with no hard view: what the easy views alone would show."""
 
     def summary(self) -> str:
-        real = "n/a" if self.mean_positive_real is None else f"{self.mean_positive_real:.4f}"
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
         return (
-            f"mean cosine positives {self.mean_positive:.4f} (real-photo pairs {real}), "
+            f"mean cosine positives {self.mean_positive:.4f} (real-photo pairs "
+            f"{fmt(self.mean_positive_real)}, with a hard view {fmt(self.mean_positive_hard)}), "
             f"negatives {self.mean_negative:.4f}, "
-            f"ROC AUC {self.auc:.4f}, accuracy@threshold {self.accuracy_at_threshold:.4f} "
+            f"ROC AUC {self.auc:.4f} (without hard views {fmt(self.auc_without_hard)}), "
+            f"TAR@FAR=1e-3 {fmt(self.tar_at_far_1e3)}, TAR@FAR=1e-4 {fmt(self.tar_at_far_1e4)}, "
+            f"accuracy@threshold {self.accuracy_at_threshold:.4f} "
             f"({self.positives} positive / {self.negatives} negative pairs)"
         )
 
@@ -47,6 +62,19 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     below = np.searchsorted(ordered, positive, side="left")
     not_above = np.searchsorted(ordered, positive, side="right")
     return float((below.sum() + 0.5 * (not_above - below).sum()) / (positive.size * negative.size))
+
+
+def tar_at_far(positive: np.ndarray, negative: np.ndarray, far: float) -> float | None:
+    """True-accept rate at the loosest threshold accepting at most ``floor(far * N)`` impostors.
+
+    The same conservative definition as packager's report (ties enter together); None when there
+    are fewer than ``ceil(1 / far)`` negatives, where the number would not mean what it says.
+    """
+    if negative.size < math.ceil(1.0 / far - 1e-9):
+        return None
+    allowed = math.floor(far * negative.size + 1e-9)
+    cut = np.sort(negative)[::-1][allowed]  # the highest negative that must stay rejected
+    return float(np.mean(positive > cut))
 
 
 def session(model: Path) -> ort.InferenceSession:
@@ -81,8 +109,10 @@ def figures(
     threshold: float,
     source_of: dict[str, str],
     rgb: bool = True,
+    hard: Collection[str] = (),
 ) -> Figures:
-    """Cosine statistics over ``pairs``; ``source_of`` maps an image to its photo (real vs augmented)."""
+    """Cosine statistics over ``pairs``; ``source_of`` maps an image to its photo (real vs augmented),
+    ``hard`` lists the hard views."""
     paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
     index = {rel: i for i, rel in enumerate(paths)}
     vectors = embed(sess, [cv2.imread(str(data_dir / rel), cv2.IMREAD_COLOR) for rel in paths], rgb)
@@ -93,6 +123,10 @@ def figures(
     positive, negative = cosine[labels], cosine[~labels]
     real = np.array([p.label == 1 and source_of[p.first] != source_of[p.second] for p in pairs], dtype=bool)
     accuracy = float(np.mean((cosine >= threshold) == labels))
+    hard_set = set(hard)
+    with_hard = np.array([p.first in hard_set or p.second in hard_set for p in pairs], dtype=bool)
+    easy_pos, easy_neg = cosine[labels & ~with_hard], cosine[~labels & ~with_hard]
+    hard_pos = cosine[labels & with_hard]
     return Figures(
         positives=int(labels.sum()),
         negatives=int((~labels).sum()),
@@ -101,6 +135,12 @@ def figures(
         mean_positive_real=float(cosine[real].mean()) if real.any() else None,
         auc=roc_auc(positive, negative),
         accuracy_at_threshold=accuracy,
+        tar_at_far_1e3=tar_at_far(positive, negative, 1e-3),
+        tar_at_far_1e4=tar_at_far(positive, negative, 1e-4),
+        mean_positive_hard=float(hard_pos.mean()) if hard_pos.size else None,
+        auc_without_hard=roc_auc(easy_pos, easy_neg)
+        if with_hard.any() and easy_pos.size and easy_neg.size
+        else None,
     )
 
 
