@@ -19,6 +19,7 @@ from packager.config import Config, ModelSpec
 from packager.errors import ConfigError
 from packager.prepare import prepare_reference
 from packager.quantize import registry
+from packager.quantize.calibrated import run_calibration
 from packager.quantize.registry import QuantizeContext
 from packager.results import OrtMode
 from packager.steps import Step, StepContext, StepOutput, StepResult, StepRunner
@@ -107,6 +108,22 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
                 after=(prepare,),
             )
         )
+    calibrate = f"calibrate[{m}]"
+    if any(registry.get(v).needs_calibration for v in variants):
+        assert spec.calibration is not None
+        steps.append(
+            Step(
+                calibrate,
+                "quantize",
+                run=lambda ctx: _run_calibrate(spec, ctx),
+                inputs={
+                    "reference": StepOutput(prepare, f"{REFERENCE}.onnx"),
+                    "calibration": StepOutput(calibration, "calibration.npy"),
+                },
+                params=spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
+                tools=QUANT_TOOLS,
+            )
+        )
     evalset = datasets.load_pairs(spec.evaluation.pairs)
     evaluation = f"evaluation[{m}]"
     steps.append(
@@ -145,7 +162,7 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
         quantize = f"quantize[{m}:{variant}]"
         q_inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(prepare, f"{REFERENCE}.onnx")}
         if recipe.needs_calibration:
-            q_inputs["calibration"] = StepOutput(calibration, "calibration.npy")
+            q_inputs["calibrated"] = StepOutput(calibrate, "")
         steps.append(
             Step(
                 quantize,
@@ -212,17 +229,27 @@ def _run_evaluation_data(spec: ModelSpec, ctx: StepContext) -> dict[str, object]
     }
 
 
+def _run_calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
+    assert spec.calibration is not None
+    progress = ctx.progress
+    return run_calibration(
+        ctx.inputs["reference"],
+        np.load(ctx.inputs["calibration"]),
+        spec.calibration,
+        spec.calibration.probe_images,
+        ctx.out,
+        lambda done, total: progress(f"calibrating {spec.name}", done, total),
+    )
+
+
 def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
-    calibration = np.load(ctx.inputs["calibration"]) if "calibration" in ctx.inputs else None
     with tempfile.TemporaryDirectory(prefix=f"packager-{variant}-") as work:
         qctx = QuantizeContext(
             spec=spec,
             reference=ctx.inputs["reference"],
             output=ctx.out / f"{variant}.onnx",
             work_dir=Path(work),
-            calibration=calibration,
-            probe=calibration,
-            progress=ctx.progress,
+            calibrated=ctx.inputs.get("calibrated"),
         )
         return registry.get(variant).run(qctx)
 

@@ -100,6 +100,8 @@ class CalibrationSpec(_Strict):
     """One value, or candidates: the recipe keeps whichever is closest to FP32 on the calibration images."""
     per_channel: bool = True
     reduce_range: bool = False
+    probe_images: Annotated[int, Field(gt=0)] = 32
+    """Calibration images used to compare candidate settings (and by mixed precision for its target)."""
 
     @field_validator("percentile")
     @classmethod
@@ -126,7 +128,6 @@ class MixedSpec(_Strict):
     target_mean_cosine: Annotated[float, Field(gt=0.0, le=1.0)] = 0.995
     max_float_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
     max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.30
-    probe_images: Annotated[int, Field(gt=0)] = 32
 
 
 class GatesSpec(_Strict):

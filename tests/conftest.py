@@ -52,11 +52,11 @@ name = "embedder"
 source = "model.onnx"
 input = {{ size = [{size}, {size}], channels = "RGB", mean = [127.5, 127.5, 127.5], layout = "NCHW" }}
 output = {{ kind = "embedding", normalize = "l2" }}
-calibration = {{ images = "calib", count = 16, min_count = 4, method = "minmax" }}
+calibration = {{ images = "calib", count = 16, min_count = 4, method = "minmax", probe_images = 8 }}
 evaluation = {{ pairs = "eval/pairs.txt", threshold = 0.5 }}
 variants = {variants}
 gates = {{ min_mean_cosine = {min_cos}, max_auc_drop = 0.05, max_decision_flips = 0.2 }}
-mixed = {{ target_mean_cosine = 0.999, max_float_share = 0.5, probe_images = 8 }}
+mixed = {{ target_mean_cosine = 0.999, max_float_share = 0.5 }}
 
 [build]
 latency_runs = 3

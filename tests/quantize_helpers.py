@@ -11,6 +11,8 @@ import onnxruntime as ort
 
 from packager.config import parse_config
 from packager.prepare import prepare_reference
+from packager.quantize import registry
+from packager.quantize.calibrated import run_calibration
 from packager.quantize.registry import QuantizeContext
 
 
@@ -31,11 +33,18 @@ def context(tmp_path: Path, variant: str, **overrides: object) -> QuantizeContex
         {"project": {"name": "a", "version": "1"}, "models": [model]}, tmp_path / "p.toml"
     ).models[0]
     prepared = prepare_reference(spec, tmp_path / "ref" / "fp32.onnx")
-    rng = np.random.default_rng(7)
-    data = rng.uniform(0, 255, (16, 3, 32, 32)).astype(np.float32)
+    calibrated = None
+    if spec.calibration is not None and registry.get(variant).needs_calibration:
+        calibrated = tmp_path / "calibrated"
+        calibrated.mkdir()
+        run_calibration(prepared.path, calibration_data(), spec.calibration, 16, calibrated)
     work = tmp_path / "work"
     work.mkdir()
-    return QuantizeContext(spec, prepared.path, tmp_path / f"{variant}.onnx", work, data, data)
+    return QuantizeContext(spec, prepared.path, tmp_path / f"{variant}.onnx", work, calibrated)
+
+
+def calibration_data() -> np.ndarray:
+    return np.random.default_rng(7).uniform(0, 255, (16, 3, 32, 32)).astype(np.float32)
 
 
 def op_counts(path: Path) -> dict[str, int]:

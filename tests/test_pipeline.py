@@ -60,11 +60,21 @@ def test_changing_one_variant_setting_reruns_only_its_steps(tiny_project) -> Non
     outcome = build_project(load_config(path), BuildOptions())
     reran = sorted(s.name for s in outcome.steps if not s.cached)
     assert reran == [
+        "calibrate[embedder]",
         "quantize[embedder:int8-qdq]",
         "quantize[embedder:mixed]",
         "validate[embedder:int8-qdq]",
         "validate[embedder:mixed]",
     ]
+
+
+def test_changing_only_mixed_limits_does_not_recalibrate(tiny_project) -> None:
+    path = tiny_project()
+    build_project(load_config(path), BuildOptions())
+    path.write_text(path.read_text().replace("max_float_share = 0.5", "max_float_share = 0.4"))
+    outcome = build_project(load_config(path), BuildOptions())
+    reran = sorted(s.name for s in outcome.steps if not s.cached)
+    assert reran[0] == "quantize[embedder:mixed]" and "calibrate[embedder]" not in reran
 
 
 def test_failed_gate_raises_and_leaves_no_bundle(tiny_project) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantize_helpers import context, mean_cosine, op_counts
+from quantize_helpers import calibration_data, context, mean_cosine, op_counts
 
 from packager.quantize import registry
 
@@ -13,4 +13,4 @@ def test_dynamic_int8_uses_uint8_weights_for_conv_models_and_runs(tmp_path: Path
     assert details["weight_type"] == "QUInt8"
     ops = op_counts(ctx.output)
     assert ops.get("ConvInteger", 0) == 5
-    assert mean_cosine(ctx.reference, ctx.output, ctx.calibration[:4]) > 0.98
+    assert mean_cosine(ctx.reference, ctx.output, calibration_data()[:4]) > 0.98

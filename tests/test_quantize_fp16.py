@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
-from quantize_helpers import context, mean_cosine
+from quantize_helpers import calibration_data, context, mean_cosine
 
 from packager.quantize import registry
 
@@ -17,4 +17,4 @@ def test_fp16_halves_weights_keeps_float32_io_and_matches(tmp_path: Path) -> Non
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert ctx.output.stat().st_size < 0.56 * ctx.reference.stat().st_size
     assert details["keep_io_types"] is True
-    assert mean_cosine(ctx.reference, ctx.output, ctx.calibration[:4]) > 0.9999
+    assert mean_cosine(ctx.reference, ctx.output, calibration_data()[:4]) > 0.9999

@@ -8,13 +8,14 @@ float nodes or the size budget. Every step's result is recorded so the choice ca
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from packager.config import ModelSpec
 from packager.quantize.calibration import build_qdq, quantizable_nodes
 from packager.quantize.registry import QuantizeContext, register
 from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
-from packager.quantize.static_qdq import calibrated_qdq, calibration_details, calibration_params
+from packager.quantize.static_qdq import calibrated_of
 from packager.validate.metrics import cosine_stats
 from packager.validate.runners import OrtRunner
 
@@ -25,7 +26,7 @@ SENSITIVITY_PROBES = 8
 
 
 def mixed_params(spec: ModelSpec) -> dict[str, object]:
-    return {**calibration_params(spec), "mixed": spec.mixed.model_dump(mode="json")}
+    return {"mixed": spec.mixed.model_dump(mode="json")}
 
 
 def _schedule(count: int) -> list[int]:
@@ -46,22 +47,24 @@ def _schedule(count: int) -> list[int]:
     params=mixed_params,
 )
 def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
-    base = calibrated_qdq(ctx, "mixed")
-    assert ctx.calibration is not None
-    choice, settings, pre, probe = base.choice, base.settings, base.preprocessed, base.probe
+    calibrated = calibrated_of(ctx)
+    ranges, settings, pre = calibrated.ranges(), calibrated.settings(), calibrated.preprocessed
+    probe, expected, details = calibrated.probe(), calibrated.expected(), calibrated.details()
     limits, work = ctx.spec.mixed, ctx.work_dir
     reference_bytes = ctx.reference.stat().st_size
 
     def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
-        path = build_qdq(pre, choice.ranges, settings, work / name, exclude=exclude)
-        cosine = cosine_stats(base.expected, OrtRunner(path, "reference").run(probe)).mean
+        path = build_qdq(pre, ranges, settings, work / name, exclude=exclude)
+        cosine = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
         return path, cosine, path.stat().st_size / reference_bytes
 
     candidates = quantizable_nodes(pre)
-    ratio = choice.path.stat().st_size / reference_bytes
-    best = (choice.path, choice.mean_cosine, ratio)
+    ratio = calibrated.int8.stat().st_size / reference_bytes
+    scores = details["calibration_candidates"]
+    assert isinstance(scores, dict)
+    best = (calibrated.int8, float(scores[str(details["calibration"])]), ratio)
     history: list[dict[str, object]] = [{"float_nodes": 0, "mean_cosine": best[1], "size_ratio": ratio}]
-    ranking = node_sensitivity(pre, choice.path, probe[:SENSITIVITY_PROBES], candidates)
+    ranking = node_sensitivity(pre, calibrated.int8, probe[:SENSITIVITY_PROBES], candidates)
     chosen: list[NodeSensitivity] = []
     max_float = int(limits.max_float_share * len(candidates))
     affordable = _affordable(ranking, reference_bytes, ratio, limits.max_size_ratio)
@@ -82,10 +85,10 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
             if cos >= limits.target_mean_cosine:
                 stop_reason = "target reached"
                 break
-    best[0].replace(ctx.output)
+    shutil.copyfile(best[0], ctx.output)
     return {
         "tool": "onnxruntime.quantization (QDQQuantizer) + packager sensitivity search",
-        **calibration_details(choice, settings, len(ctx.calibration)),
+        **details,
         "target_mean_cosine": limits.target_mean_cosine,
         "reached_mean_cosine_on_probe": round(best[1], 6),
         "probe_images": len(probe),

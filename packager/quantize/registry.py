@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 from packager.errors import UnknownName
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from packager.config import ModelSpec
 
 
@@ -24,18 +22,8 @@ class QuantizeContext:
     """The prepared FP32 model (cleaned, batch fixed to 1, opset upgraded when needed)."""
     output: Path
     work_dir: Path
-    calibration: np.ndarray | None = None
-    """Preprocessed calibration batch, shape ``[N, *input_shape[1:]]``; None when not needed."""
-    probe: np.ndarray | None = None
-    """Preprocessed inputs for recipes that measure their own accuracy (mixed); never the evaluation set."""
-    progress: Callable[[str, int, int], None] | None = None
-    """``(label, done, total)`` for long loops (calibration); drawn by the CLI."""
-
-    def report(self, label: str) -> Callable[[int, int], None] | None:
-        progress = self.progress
-        if progress is None:
-            return None
-        return lambda done, total: progress(label, done, total)
+    calibrated: Path | None = None
+    """The shared calibration step's folder (read with ``Calibrated``); None unless the recipe needs it."""
 
 
 @dataclass(frozen=True)
