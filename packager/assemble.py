@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager import preprocess
-from packager.build import GATE_MODE, REFERENCE, REFERENCE_MODES, BuildOptions, variants_for
+from packager.build import GATE_MODE, REFERENCE, REFERENCE_MODES, BuildOptions, StepNames, variants_for
 from packager.config import Config, ModelSpec
 from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
 from packager.steps import Hasher, StepResult, tool_versions
@@ -102,11 +102,11 @@ def assemble(
         "here is measured on this host with onnxruntime on CPU.",
     ]
     for spec in config.models:
-        m = spec.name
-        prepared = results[f"prepare[{m}]"]
+        m, names = spec.name, StepNames(spec.name)
+        prepared = results[names.prepare]
         fp32_path = prepared.out / f"{REFERENCE}.onnx"
         fp32_size = artifact_size(fp32_path)
-        ref_validate = results[f"validate[{m}:{REFERENCE}]"]
+        ref_validate = results[names.validate(REFERENCE)]
         io_in = [IOInfo.model_validate(prepared.meta["input"])]
         io_out = [IOInfo.model_validate(prepared.meta["output"])]
         reference = _variant(
@@ -115,9 +115,9 @@ def assemble(
         ref_mode = reference.modes[REFERENCE_MODES[0]]
         built = [(reference, fp32_path)]
         for name in variants_for(spec, options):
-            quantized = results[f"quantize[{m}:{name}]"]
+            quantized = results[names.quantize(name)]
             path = quantized.out / f"{name}.onnx"
-            validate = results[f"validate[{m}:{name}]"]
+            validate = results[names.validate(name)]
             built.append(
                 (_variant(spec, name, path, validate, ref_mode, fp32_size, quantized.meta, hasher), path)
             )
@@ -125,10 +125,10 @@ def assemble(
         files += [
             BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
         ]
-        evaluation = dict(results[f"evaluation[{m}]"].meta)
+        evaluation = dict(results[names.evaluation].meta)
         evaluation["pairs_file"] = Path(str(evaluation["pairs_file"])).name
         evaluation["threshold"] = spec.evaluation.threshold
-        calibration = results.get(f"calibration[{m}]")
+        calibration = results.get(names.calibration)
         if calibration is not None:
             evaluation["calibration_images"] = calibration.meta["count"]
             notes += [str(w) for w in calibration.meta.get("warnings", [])]  # type: ignore[union-attr]

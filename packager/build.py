@@ -77,12 +77,40 @@ def plan(config: Config, options: BuildOptions) -> list[Step]:
     return steps
 
 
+@dataclass(frozen=True)
+class StepNames:
+    """Step names of one model; every step of the plan is named ``kind[model]`` or ``kind[model:variant]``."""
+
+    model: str
+
+    @property
+    def prepare(self) -> str:
+        return f"prepare[{self.model}]"
+
+    @property
+    def calibration(self) -> str:
+        return f"calibration[{self.model}]"
+
+    @property
+    def calibrate(self) -> str:
+        return f"calibrate[{self.model}]"
+
+    @property
+    def evaluation(self) -> str:
+        return f"evaluation[{self.model}]"
+
+    def quantize(self, variant: str) -> str:
+        return f"quantize[{self.model}:{variant}]"
+
+    def validate(self, variant: str) -> str:
+        return f"validate[{self.model}:{variant}]"
+
+
 def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[Step]:
-    m = spec.name
-    prepare = f"prepare[{m}]"
+    names = StepNames(spec.name)
     steps = [
         Step(
-            prepare,
+            names.prepare,
             "prepare",
             run=lambda ctx: _run_prepare(spec, ctx),
             inputs={"source": spec.source},
@@ -90,104 +118,112 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
             tools=GRAPH_TOOLS,
         )
     ]
-    calibration = f"calibration[{m}]"
     if any(registry.get(v).needs_calibration for v in variants):
-        assert spec.calibration is not None
-        steps.append(
-            Step(
-                calibration,
-                "data",
-                run=lambda ctx: _run_calibration(spec, prepare, ctx),
-                inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
-                params={
-                    "input": spec.input.model_dump(mode="json"),
-                    "count": spec.calibration.count,
-                    "min_count": spec.calibration.min_count,
-                },
-                tools=DATA_TOOLS,
-                after=(prepare,),
-            )
-        )
-    calibrate = f"calibrate[{m}]"
-    if any(registry.get(v).needs_calibration for v in variants):
-        assert spec.calibration is not None
-        steps.append(
-            Step(
-                calibrate,
-                "quantize",
-                run=lambda ctx: _run_calibrate(spec, ctx),
-                inputs={
-                    "reference": StepOutput(prepare, f"{REFERENCE}.onnx"),
-                    "calibration": StepOutput(calibration, "calibration.npy"),
-                },
-                params=spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
-                tools=QUANT_TOOLS,
-            )
-        )
-    evalset = datasets.load_pairs(spec.evaluation.pairs)
-    evaluation = f"evaluation[{m}]"
-    steps.append(
+        steps += _calibration_steps(spec, names)
+    steps += _evaluation_steps(config, spec, names)
+    for variant in variants:
+        steps += _variant_steps(config, spec, names, variant)
+    return steps
+
+
+def _calibration_steps(spec: ModelSpec, names: StepNames) -> list[Step]:
+    """Calibration images -> tensors (data), then one shared calibration all static recipes use."""
+    assert spec.calibration is not None
+    return [
         Step(
-            evaluation,
+            names.calibration,
+            "data",
+            run=lambda ctx: _run_calibration(spec, names.prepare, ctx),
+            inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
+            params={
+                "input": spec.input.model_dump(mode="json"),
+                "count": spec.calibration.count,
+                "min_count": spec.calibration.min_count,
+            },
+            tools=DATA_TOOLS,
+            after=(names.prepare,),
+        ),
+        Step(
+            names.calibrate,
+            "quantize",
+            run=lambda ctx: _run_calibrate(spec, ctx),
+            inputs={
+                "reference": StepOutput(names.prepare, f"{REFERENCE}.onnx"),
+                "calibration": StepOutput(names.calibration, "calibration.npy"),
+            },
+            params=spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
+            tools=QUANT_TOOLS,
+        ),
+    ]
+
+
+def _evaluation_inputs(names: StepNames) -> dict[str, Path | StepOutput]:
+    return {
+        "tensors": StepOutput(names.evaluation, "tensors.npy"),
+        "pairs": StepOutput(names.evaluation, "pairs.npy"),
+        "labels": StepOutput(names.evaluation, "labels.npy"),
+    }
+
+
+def _validate_params(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...]) -> dict[str, object]:
+    return {
+        "threshold": spec.evaluation.threshold,
+        "output": spec.output.name,
+        "latency": dataclasses.asdict(_latency(config)),
+        "modes": list(modes),
+    }
+
+
+def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list[Step]:
+    """Evaluation pairs -> tensors, then the FP32 reference's own outputs and metrics."""
+    evalset = datasets.load_pairs(spec.evaluation.pairs)
+    return [
+        Step(
+            names.evaluation,
             "data",
             run=lambda ctx: _run_evaluation_data(spec, ctx),
             inputs={"pairs": evalset.source, **_data_inputs("image", evalset.images)},
             params={"input": spec.input.model_dump(mode="json")},
             tools=DATA_TOOLS,
-        )
-    )
-    validate_params = {
-        "threshold": spec.evaluation.threshold,
-        "output": spec.output.name,
-        "latency": dataclasses.asdict(_latency(config)),
-    }
-    eval_inputs: dict[str, Path | StepOutput] = {
-        "tensors": StepOutput(evaluation, "tensors.npy"),
-        "pairs": StepOutput(evaluation, "pairs.npy"),
-        "labels": StepOutput(evaluation, "labels.npy"),
-    }
-    ref_validate = f"validate[{m}:{REFERENCE}]"
-    steps.append(
+        ),
         Step(
-            ref_validate,
+            names.validate(REFERENCE),
             "validate",
             run=lambda ctx: _run_validate(config, spec, REFERENCE_MODES, ctx),
-            inputs={"model": StepOutput(prepare, f"{REFERENCE}.onnx"), **eval_inputs},
-            params={**validate_params, "modes": list(REFERENCE_MODES)},
+            inputs={"model": StepOutput(names.prepare, f"{REFERENCE}.onnx"), **_evaluation_inputs(names)},
+            params=_validate_params(config, spec, REFERENCE_MODES),
             tools=VALIDATE_TOOLS,
-        )
-    )
-    for variant in variants:
-        recipe = registry.get(variant)
-        quantize = f"quantize[{m}:{variant}]"
-        q_inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(prepare, f"{REFERENCE}.onnx")}
-        if recipe.needs_calibration:
-            q_inputs["calibrated"] = StepOutput(calibrate, "")
-        steps.append(
-            Step(
-                quantize,
-                "quantize",
-                run=lambda ctx, variant=variant: _run_quantize(spec, variant, ctx),
-                inputs=q_inputs,
-                params={"recipe": variant, **recipe.params(spec)},
-                tools=QUANT_TOOLS,
-            )
-        )
-        steps.append(
-            Step(
-                f"validate[{m}:{variant}]",
-                "validate",
-                run=lambda ctx: _run_validate(config, spec, VARIANT_MODES, ctx),
-                inputs={
-                    "model": StepOutput(quantize, f"{variant}.onnx"),
-                    "reference_outputs": StepOutput(ref_validate, "outputs.npy"),
-                    **eval_inputs,
-                },
-                params={**validate_params, "modes": list(VARIANT_MODES)},
-                tools=VALIDATE_TOOLS,
-            )
-        )
-    return steps
+        ),
+    ]
+
+
+def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: str) -> list[Step]:
+    recipe = registry.get(variant)
+    inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(names.prepare, f"{REFERENCE}.onnx")}
+    if recipe.needs_calibration:
+        inputs["calibrated"] = StepOutput(names.calibrate, "")
+    return [
+        Step(
+            names.quantize(variant),
+            "quantize",
+            run=lambda ctx: _run_quantize(spec, variant, ctx),
+            inputs=inputs,
+            params={"recipe": variant, **recipe.params(spec)},
+            tools=QUANT_TOOLS,
+        ),
+        Step(
+            names.validate(variant),
+            "validate",
+            run=lambda ctx: _run_validate(config, spec, VARIANT_MODES, ctx),
+            inputs={
+                "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
+                "reference_outputs": StepOutput(names.validate(REFERENCE), "outputs.npy"),
+                **_evaluation_inputs(names),
+            },
+            params=_validate_params(config, spec, VARIANT_MODES),
+            tools=VALIDATE_TOOLS,
+        ),
+    ]
 
 
 def _latency(config: Config) -> LatencySettings:
