@@ -44,9 +44,6 @@ class ArrayReader:
     def __len__(self) -> int:
         return len(self.data)
 
-    def rewind(self) -> None:
-        self.index = 0
-
 
 @dataclass(frozen=True)
 class QdqSettings:
