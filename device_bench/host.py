@@ -35,6 +35,7 @@ from device_bench.results import (
     RunResult,
     ToolInfo,
 )
+from device_bench.tools import TOOLS
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,10 @@ def _random_input(
     return rng.integers(max(info.min, -128), min(info.max, 127), dims, endpoint=True).astype(dtype)
 
 
-def _time_loop(run: Callable[[], object], settings: BenchSettings) -> tuple[float, float | None, list[float]]:
-    """(first inference ms, warm-up average ms, per-run ms)."""
+def _measure(
+    run: Callable[[], object], settings: BenchSettings, init_ms: float, output_format: str
+) -> Measurement:
+    """First inference, warm-up average and per-run timings of ``run``, as both engines report them."""
     start = time.perf_counter()
     run()
     first = (time.perf_counter() - start) * 1000.0
@@ -108,7 +111,13 @@ def _time_loop(run: Callable[[], object], settings: BenchSettings) -> tuple[floa
         t = time.perf_counter()
         run()
         samples.append((time.perf_counter() - t) * 1000.0)
-    return first, (statistics.fmean(warm) if warm else None), samples
+    return Measurement(
+        latency=latency_from(samples),
+        init_ms=init_ms,
+        first_ms=first,
+        warmup_avg_ms=statistics.fmean(warm) if warm else None,
+        output_format=output_format,
+    )
 
 
 def run_ort(
@@ -133,14 +142,7 @@ def run_ort(
         i.name: _random_input(list(i.shape), _ORT_TYPES.get(i.type, np.dtype(np.float32)), rng, value_range)
         for i in session.get_inputs()
     }
-    first, warm, samples = _time_loop(lambda: session.run(None, feeds), settings)
-    return Measurement(
-        latency=latency_from(samples),
-        init_ms=init_ms,
-        first_ms=first,
-        warmup_avg_ms=warm,
-        output_format="host-onnxruntime",
-    )
+    return _measure(lambda: session.run(None, feeds), settings, init_ms, "host-onnxruntime")
 
 
 _ORT_TYPES = {
@@ -182,14 +184,7 @@ def run_tflite(
         interp.set_tensor(
             detail["index"], _random_input(list(detail["shape"]), np.dtype(detail["dtype"]), rng, value_range)
         )
-    first, warm, samples = _time_loop(interp.invoke, settings)
-    return Measurement(
-        latency=latency_from(samples),
-        init_ms=init_ms,
-        first_ms=first,
-        warmup_avg_ms=warm,
-        output_format="host-litert",
-    )
+    return _measure(interp.invoke, settings, init_ms, "host-litert")
 
 
 HOST_ENGINES: dict[str, Callable[[Path, str, BenchSettings, tuple[float, float] | None], Measurement]] = {
@@ -197,7 +192,6 @@ HOST_ENGINES: dict[str, Callable[[Path, str, BenchSettings, tuple[float, float] 
     "ort": run_ort,
     "tflite": run_tflite,
 }
-_TOOL_OF_FORMAT = {"onnx": "ort", "ort": "ort", "tflite": "tflite"}
 
 
 def host_info() -> DeviceInfo:
@@ -244,7 +238,7 @@ def run_host(selection: Selection, settings: BenchSettings, run_id: str) -> RunR
             cell = Cell(
                 device=HOST,
                 artifact=artifact.ref,
-                tool=_TOOL_OF_FORMAT.get(artifact.ref.format, "none"),
+                tool=tool.name if (tool := TOOLS.for_format(artifact.ref.format)) else "none",
                 provider=provider,
                 status="missing",
             )
