@@ -22,8 +22,16 @@ from packager.results import BuildResult
 MANIFEST_SCHEMA = 1
 
 
-def bundle_dir(out_root: Path, result: BuildResult) -> Path:
-    return out_root / f"{result.project}-{result.version}"
+def bundle_name(result: BuildResult) -> str:
+    return f"{result.project}-{result.version}"
+
+
+def write_results(
+    result: BuildResult, folder: Path, write_report: Callable[[BuildResult, Path], list[Path]]
+) -> None:
+    """results.json plus the reports rendered from it: what a bundle and a rejected build both carry."""
+    (folder / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
+    write_report(result, folder)
 
 
 def ensure_writable(out_root: Path) -> None:
@@ -109,7 +117,7 @@ def write_bundle(
     write_report: Callable[[BuildResult, Path], list[Path]],
 ) -> Path:
     ensure_writable(out_root)
-    final = bundle_dir(out_root, result)
+    final = out_root / bundle_name(result)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=out_root))
     staging.chmod(0o755)  # mkdtemp makes it private; a release bundle is meant to be read by others
     try:
@@ -117,11 +125,10 @@ def write_bundle(
             dest = staging / f.dest
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f.source, dest)
-        (staging / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
         (staging / "manifest.json").write_text(
             json.dumps(manifest(result, files), indent=1, sort_keys=True) + "\n"
         )
-        write_report(result, staging)
+        write_results(result, staging, write_report)
         old = None
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=out_root))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packager.assemble import assemble
 from packager.build import BuildOptions, plan, run_plan
-from packager.bundle import bundle_dir, ensure_writable, write_bundle
+from packager.bundle import bundle_name, ensure_writable, write_bundle, write_results
 from packager.config import Config
 from packager.errors import GateFailed
 from packager.report import write_report
@@ -43,11 +43,10 @@ def build_project(
     result, files = assemble(config, options, results, runner.hasher)
     step_results = [results[s.name] for s in steps]
     if options.enforce_gates and not result.passed:
-        rejected = config.build.cache / "rejected" / bundle_dir(Path(), result).name
+        rejected = config.build.cache / "rejected" / bundle_name(result)
         shutil.rmtree(rejected, ignore_errors=True)
         rejected.mkdir(parents=True)
-        (rejected / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
-        write_report(result, rejected)
+        write_results(result, rejected, write_report)
         failures = [
             msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
         ]
