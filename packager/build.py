@@ -181,7 +181,7 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
         Step(
             names.evaluation,
             "data",
-            run=lambda ctx: _run_evaluation_data(spec, ctx),
+            run=lambda ctx: _run_evaluation_data(spec, evalset, ctx),
             inputs={"pairs": evalset.source, **_data_inputs("image", evalset.images)},
             params={"input": spec.input.model_dump(mode="json")},
             tools=DATA_TOOLS,
@@ -250,8 +250,9 @@ def _run_calibration(spec: ModelSpec, prepare: str, ctx: StepContext) -> dict[st
     return {"count": len(tensors), "warnings": warnings}
 
 
-def _run_evaluation_data(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
-    evalset = datasets.load_pairs(spec.evaluation.pairs)
+def _run_evaluation_data(
+    spec: ModelSpec, evalset: datasets.EvaluationSet, ctx: StepContext
+) -> dict[str, object]:
     tensors = datasets.load_evaluation_tensors(evalset, spec.input)
     np.save(ctx.out / "tensors.npy", tensors)
     np.save(ctx.out / "pairs.npy", evalset.pairs)
