@@ -10,17 +10,16 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from packager.config import CalibrationSpec
+from packager.validate.runners import ProgressFn
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[int, int], None]
 
 
 class ArrayReader:
@@ -117,7 +116,6 @@ class CalibrationChoice:
     ranges: object
     path: Path
     """The QDQ model built from the chosen ranges (every node in INT8)."""
-    mean_cosine: float
     scores: dict[str, float]
     """Mean cosine to FP32 on the probe inputs for every candidate, reference mode."""
 
@@ -137,16 +135,14 @@ def choose_calibration(
     from packager.validate.metrics import cosine_stats
     from packager.validate.runners import OrtRunner
 
-    best: CalibrationChoice | None = None
+    paths: dict[str, Path] = {}
     scores: dict[str, float] = {}
     for i, (label, ranges) in enumerate(candidates.items()):
-        path = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
-        scores[label] = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
+        paths[label] = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
+        scores[label] = cosine_stats(expected, OrtRunner(paths[label], "reference").run(probe)).mean
         log.info("calibration %s: mean cosine %.5f on %d probe inputs", label, scores[label], len(probe))
-        if best is None or scores[label] > best.mean_cosine:
-            best = CalibrationChoice(label, ranges, path, scores[label], {})
-    assert best is not None
-    return CalibrationChoice(best.label, best.ranges, best.path, best.mean_cosine, scores)
+    best = max(scores, key=lambda label: scores[label])  # first of equals wins, as candidates are ordered
+    return CalibrationChoice(best, candidates[best], paths[best], scores)
 
 
 class _RootToDebug(logging.Filter):
