@@ -118,31 +118,39 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
             tools=GRAPH_TOOLS,
         )
     ]
-    if any(registry.get(v).needs_calibration for v in variants):
-        steps += _calibration_steps(spec, names)
+    if spec.calibration is not None and any(_reads_calibration(v) for v in variants):
+        steps += _calibration_steps(spec, names, any(registry.get(v).needs_calibration for v in variants))
     steps += _evaluation_steps(config, spec, names)
     for variant in variants:
         steps += _variant_steps(config, spec, names, variant)
     return steps
 
 
-def _calibration_steps(spec: ModelSpec, names: StepNames) -> list[Step]:
-    """Calibration images -> tensors (data), then one shared calibration all static recipes use."""
+def _reads_calibration(variant: str) -> bool:
+    recipe = registry.get(variant)
+    return recipe.needs_calibration or recipe.reads_calibration_data
+
+
+def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[Step]:
+    """Calibration images -> tensors (data), then, for static recipes, one shared calibration."""
     assert spec.calibration is not None
+    data = Step(
+        names.calibration,
+        "data",
+        run=lambda ctx: _run_calibration(spec, names.prepare, ctx),
+        inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
+        params={
+            "input": spec.input.model_dump(mode="json"),
+            "count": spec.calibration.count,
+            "min_count": spec.calibration.min_count,
+        },
+        tools=DATA_TOOLS,
+        after=(names.prepare,),
+    )
+    if not static:
+        return [data]
     return [
-        Step(
-            names.calibration,
-            "data",
-            run=lambda ctx: _run_calibration(spec, names.prepare, ctx),
-            inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
-            params={
-                "input": spec.input.model_dump(mode="json"),
-                "count": spec.calibration.count,
-                "min_count": spec.calibration.min_count,
-            },
-            tools=DATA_TOOLS,
-            after=(names.prepare,),
-        ),
+        data,
         Step(
             names.calibrate,
             "quantize",
@@ -151,7 +159,10 @@ def _calibration_steps(spec: ModelSpec, names: StepNames) -> list[Step]:
                 "reference": StepOutput(names.prepare, f"{REFERENCE}.onnx"),
                 "calibration": StepOutput(names.calibration, "calibration.npy"),
             },
-            params=spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
+            params={
+                **spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
+                "output": spec.output.name,
+            },
             tools=QUANT_TOOLS,
         ),
     ]
@@ -202,6 +213,8 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
     inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(names.prepare, f"{REFERENCE}.onnx")}
     if recipe.needs_calibration:
         inputs["calibrated"] = StepOutput(names.calibrate, "")
+    if recipe.reads_calibration_data and spec.calibration is not None:
+        inputs["calibration_data"] = StepOutput(names.calibration, "calibration.npy")
     return [
         Step(
             names.quantize(variant),
@@ -276,6 +289,7 @@ def _run_calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
         spec.calibration.probe_images,
         ctx.out,
         lambda done, total: progress(f"calibrating {spec.name}", done, total),
+        output=spec.output.name,
     )
 
 
@@ -287,6 +301,7 @@ def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, 
             output=ctx.out / f"{variant}.onnx",
             work_dir=Path(work),
             calibrated=ctx.inputs.get("calibrated"),
+            calibration_data=ctx.inputs.get("calibration_data"),
         )
         return registry.get(variant).run(qctx)
 

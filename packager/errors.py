@@ -51,6 +51,20 @@ class StepError(PackagerError):
         super().__init__(f"step {step} failed: {problem}. Fix: {fix}")
 
 
+class ConversionError(StepError):
+    """A real tool (converter, quantizer, runtime) failed on a model that checks clean.
+
+    Fails the one variant or artifact it was making, not the build: the message names the tool, the
+    node when known, and the cause, so the user can tell a tool bug from a problem in their model.
+    """
+
+    def __init__(self, step: str, tool: str, problem: str, fix: str, node: str | None = None) -> None:
+        self.tool = tool
+        self.node = node
+        where = f" at node {node!r}" if node else ""
+        super().__init__(step, f"{tool} failed{where}: {problem}", fix)
+
+
 class OutputError(PackagerError):
     """The output location cannot be written."""
 

@@ -67,15 +67,23 @@ def run_calibration(
     probe_count: int,
     out: Path,
     progress: Callable[[int, int], None] | None = None,
+    output: str | None = None,
 ) -> dict[str, object]:
-    """Calibrate ``reference`` on ``data`` and write the folder :class:`Calibrated` reads."""
+    """Calibrate ``reference`` on ``data`` and write the folder :class:`Calibrated` reads.
+
+    ``output`` is the configured output (``[models].output.name``; None = the model's first): the
+    candidate ranges are scored on it, and every later search (mixed precision) reads it from here.
+    """
     pre = preprocess_for_quantization(reference, out / PREPROCESSED)
     candidates = calibrate(pre, data, spec, progress)
     settings = QdqSettings.from_spec(spec)
     probe = data[:probe_count]
-    expected = OrtRunner(reference, "reference").run(probe)
+    runner = OrtRunner(reference, "reference", output=output)
+    expected = runner.run(probe)
     with tempfile.TemporaryDirectory(prefix="packager-calibrate-") as tmp:
-        choice = choose_calibration(pre, candidates, settings, probe, expected, Path(tmp))
+        choice = choose_calibration(
+            pre, candidates, settings, probe, expected, Path(tmp), output=runner.output_name
+        )
         choice.path.replace(out / INT8)
     save_ranges(choice.ranges, out / RANGES)
     np.save(out / PROBE, probe)
@@ -84,6 +92,7 @@ def run_calibration(
         "calibration": choice.label,
         "calibration_candidates": {k: round(v, 6) for k, v in choice.scores.items()},
         "calibration_images": len(data),
+        "scored_output": runner.output_name,
         "probe_images": len(probe),
         "per_channel": settings.per_channel,
         "reduce_range": settings.reduce_range,
@@ -128,5 +137,9 @@ class Calibrated:
         return np.load(self.folder / PROBE)
 
     def expected(self) -> np.ndarray:
-        """FP32 outputs on :meth:`probe`, reference mode."""
+        """FP32 outputs on :meth:`probe`, reference mode, of :meth:`scored_output`."""
         return np.load(self.folder / EXPECTED)
+
+    def scored_output(self) -> str:
+        """The output every accuracy comparison in static quantization reads (the configured one)."""
+        return str(self.details()["scored_output"])

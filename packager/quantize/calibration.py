@@ -127,10 +127,12 @@ def choose_calibration(
     probe: np.ndarray,
     expected: np.ndarray,
     work: Path,
+    output: str | None = None,
 ) -> CalibrationChoice:
     """Build one QDQ model per candidate and keep the closest to FP32 on the probe inputs.
 
     The probe is the calibration set, never the evaluation pairs, so the reported accuracy stays honest.
+    ``expected`` holds FP32's values of ``output`` (the configured output; None = the first).
     """
     from packager.validate.metrics import cosine_stats
     from packager.validate.runners import OrtRunner
@@ -139,7 +141,7 @@ def choose_calibration(
     scores: dict[str, float] = {}
     for i, (label, ranges) in enumerate(candidates.items()):
         paths[label] = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
-        scores[label] = cosine_stats(expected, OrtRunner(paths[label], "reference").run(probe)).mean
+        scores[label] = cosine_stats(expected, OrtRunner(paths[label], "reference", output=output).run(probe)).mean
         log.info("calibration %s: mean cosine %.5f on %d probe inputs", label, scores[label], len(probe))
     best = max(scores, key=lambda label: scores[label])  # first of equals wins, as candidates are ordered
     return CalibrationChoice(best, candidates[best], paths[best], scores)

@@ -50,12 +50,13 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
     calibrated = calibrated_of(ctx)
     ranges, settings, pre = calibrated.ranges(), calibrated.settings(), calibrated.preprocessed
     probe, expected, details = calibrated.probe(), calibrated.expected(), calibrated.details()
+    scored = calibrated.scored_output()
     limits, work = ctx.spec.mixed, ctx.work_dir
     reference_bytes = ctx.reference.stat().st_size
 
     def evaluate(exclude: list[str], name: str) -> tuple[Path, float, float]:
         path = build_qdq(pre, ranges, settings, work / name, exclude=exclude)
-        cosine = cosine_stats(expected, OrtRunner(path, "reference").run(probe)).mean
+        cosine = cosine_stats(expected, OrtRunner(path, "reference", output=scored).run(probe)).mean
         return path, cosine, path.stat().st_size / reference_bytes
 
     candidates = quantizable_nodes(pre)

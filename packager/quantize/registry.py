@@ -24,6 +24,10 @@ class QuantizeContext:
     work_dir: Path
     calibrated: Path | None = None
     """The shared calibration step's folder (read with ``Calibrated``); None unless the recipe needs it."""
+    calibration_data: Path | None = None
+    """``.npy`` of preprocessed calibration tensors, float32 ``[N, *input_shape[1:]]`` in the model's
+    layout and value range; given to recipes that read data (``reads_calibration_data``) whenever the
+    config has a ``[models.calibration]`` table, else None."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Recipe:
     summary: str
     params: Callable[[ModelSpec], dict[str, object]] = field(default=lambda spec: {})
     """The config fields this recipe reads: part of its cache key, so editing them reruns it."""
+    reads_calibration_data: bool = False
+    """Uses the calibration tensors when the config has them (e.g. the FP16 range audit), without
+    requiring them as ``needs_calibration`` does."""
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -46,6 +53,7 @@ def register(
     needs_calibration: bool,
     summary: str,
     params: Callable[[ModelSpec], dict[str, object]] | None = None,
+    reads_calibration_data: bool = False,
 ) -> Callable[
     [Callable[[QuantizeContext], dict[str, object]]], Callable[[QuantizeContext], dict[str, object]]
 ]:
@@ -54,7 +62,9 @@ def register(
     ) -> Callable[[QuantizeContext], dict[str, object]]:
         if name in _RECIPES:
             raise ValueError(f"variant {name!r} registered twice")
-        _RECIPES[name] = Recipe(name, fn, needs_calibration, summary, params or (lambda spec: {}))
+        _RECIPES[name] = Recipe(
+            name, fn, needs_calibration, summary, params or (lambda spec: {}), reads_calibration_data
+        )
         return fn
 
     return decorate

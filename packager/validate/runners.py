@@ -49,7 +49,14 @@ class OrtRunner:
         self.threads = threads
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
-        self.output_name = output if output in outputs else outputs[0]
+        if output is not None and output not in outputs:
+            # Falling back to another output would score the wrong tensor and still look fine.
+            raise StepError(
+                f"load {model.name}",
+                f"{model} has no output {output!r} (outputs: {', '.join(outputs)})",
+                "fix [models].output.name",
+            )
+        self.output_name = output or outputs[0]
 
     def run(self, batch: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
         """Run sample by sample: mobile artifacts have batch fixed to 1."""
