@@ -7,10 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager import preprocess
-from packager.build import GATE_MODE, REFERENCE, REFERENCE_MODES, BuildOptions, StepNames, variants_for
+from packager.build import (
+    GATE_MODE,
+    REFERENCE,
+    REFERENCE_MODES,
+    BuildOptions,
+    PlanOutcome,
+    StepNames,
+    variants_for,
+)
 from packager.config import Config, ModelSpec
-from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
-from packager.steps import Hasher, StepResult, tool_versions
+from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
+from packager.source import source_files, source_sha256
+from packager.steps import Hasher, StepFailure, StepResult, tool_versions
 from packager.validate.gates import evaluate_gates
 from packager.validate.metrics import artifact_size
 
@@ -91,9 +100,20 @@ def _variant(
     )
 
 
+def _failure(spec: ModelSpec, variant: str, failure: StepFailure) -> VariantFailure:
+    return VariantFailure(
+        variant=variant,
+        step=failure.root,
+        error=str(failure.error),
+        optional=variant in spec.optional_variants,
+    )
+
+
 def assemble(
-    config: Config, options: BuildOptions, results: dict[str, StepResult], hasher: Hasher
+    config: Config, options: BuildOptions, plan: PlanOutcome, hasher: Hasher
 ) -> tuple[BuildResult, list[BundleFile]]:
+    """Typed results of every model and the files to ship; failed variants are listed, not shipped."""
+    results = plan.results
     models: list[ModelResult] = []
     files: list[BundleFile] = []
     notes = [
@@ -104,6 +124,7 @@ def assemble(
     for spec in config.models:
         m, names = spec.name, StepNames(spec.name)
         prepared = results[names.prepare]
+        sources = source_files(spec.source)
         fp32_path = prepared.out / f"{REFERENCE}.onnx"
         fp32_size = artifact_size(fp32_path)
         ref_validate = results[names.validate(REFERENCE)]
@@ -114,7 +135,12 @@ def assemble(
         )
         ref_mode = reference.modes[REFERENCE_MODES[0]]
         built = [(reference, fp32_path)]
+        failed: list[VariantFailure] = []
         for name in variants_for(spec, options):
+            failure = plan.failures.get(names.quantize(name)) or plan.failures.get(names.validate(name))
+            if failure is not None:
+                failed.append(_failure(spec, name, failure))
+                continue
             quantized = results[names.quantize(name)]
             path = quantized.out / f"{name}.onnx"
             validate = results[names.validate(name)]
@@ -136,7 +162,8 @@ def assemble(
             ModelResult(
                 name=m,
                 source=spec.source.name,
-                source_sha256=hasher.file(spec.source),
+                source_sha256=source_sha256(sources, hasher.file),
+                source_files={p.name: hasher.file(p) for p in sources},
                 opset=int(prepared.meta["opset"]),  # type: ignore[arg-type]
                 inputs=io_in,
                 outputs=io_out,
@@ -144,9 +171,13 @@ def assemble(
                 evaluation=evaluation,
                 reference=reference,
                 variants=variants,
+                failed=failed,
+                output=io_out[0].name,
             )
         )
-    passed = all(v.passed for m in models for v in m.variants)
+    passed = all(v.passed for m in models for v in m.variants) and not any(
+        not f.optional for m in models for f in m.failed
+    )
     result = BuildResult(
         project=config.project.name,
         version=config.project.version,

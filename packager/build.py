@@ -16,13 +16,14 @@ import numpy as np
 
 from packager import datasets
 from packager.config import Config, ModelSpec
-from packager.errors import ConfigError
+from packager.errors import ConfigError, PackagerError
 from packager.prepare import prepare_reference
 from packager.quantize import registry
 from packager.quantize.calibrated import run_calibration
 from packager.quantize.registry import QuantizeContext
 from packager.results import OrtMode
-from packager.steps import Step, StepContext, StepOutput, StepResult, StepRunner
+from packager.source import source_inputs
+from packager.steps import Step, StepContext, StepFailure, StepOutput, StepResult, StepRunner
 from packager.validate.evaluate import EvaluationData, LatencySettings, evaluate
 
 # packager itself is listed so that a new release never reuses results computed by older code.
@@ -113,7 +114,7 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
             names.prepare,
             "prepare",
             run=lambda ctx: _run_prepare(spec, ctx),
-            inputs={"source": spec.source},
+            inputs=source_inputs(spec.source),
             params={"input": spec.input.model_dump(mode="json"), "output": spec.output.name},
             tools=GRAPH_TOOLS,
         )
@@ -164,6 +165,9 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
                 "output": spec.output.name,
             },
             tools=QUANT_TOOLS,
+            # A quantizer failing on this model fails the static variants only; bad calibration
+            # *data* (the step above) is the user's to fix and stops the build with that error.
+            required=False,
         ),
     ]
 
@@ -200,7 +204,7 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
         Step(
             names.validate(REFERENCE),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, REFERENCE_MODES, ctx),
+            run=lambda ctx: _run_validate(config, spec, REFERENCE, REFERENCE_MODES, ctx),
             inputs={"model": StepOutput(names.prepare, f"{REFERENCE}.onnx"), **_evaluation_inputs(names)},
             params=_validate_params(config, spec, REFERENCE_MODES),
             tools=VALIDATE_TOOLS,
@@ -223,11 +227,12 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
             inputs=inputs,
             params={"recipe": variant, **recipe.params(spec)},
             tools=QUANT_TOOLS,
+            required=False,
         ),
         Step(
             names.validate(variant),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, VARIANT_MODES, ctx),
+            run=lambda ctx: _run_validate(config, spec, variant, VARIANT_MODES, ctx),
             inputs={
                 "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
                 "reference_outputs": StepOutput(names.validate(REFERENCE), "outputs.npy"),
@@ -235,6 +240,7 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
             },
             params=_validate_params(config, spec, VARIANT_MODES),
             tools=VALIDATE_TOOLS,
+            required=False,
         ),
     ]
 
@@ -307,7 +313,7 @@ def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, 
 
 
 def _run_validate(
-    config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], ctx: StepContext
+    config: Config, spec: ModelSpec, variant: str, modes: tuple[OrtMode, ...], ctx: StepContext
 ) -> dict[str, object]:
     ref_outputs = np.load(ctx.inputs["reference_outputs"]) if "reference_outputs" in ctx.inputs else None
     data = EvaluationData(
@@ -318,17 +324,59 @@ def _run_validate(
         threshold=spec.evaluation.threshold,
     )
     results, outputs = evaluate(
-        ctx.inputs["model"], modes, data, _latency(config), spec.output.name, ctx.progress
+        ctx.inputs["model"],
+        modes,
+        data,
+        _latency(config),
+        spec.output.name,
+        ctx.progress,
+        label=f"{variant} of model {spec.name}",
     )
     np.save(ctx.out / "outputs.npy", outputs)
     return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}
 
 
+@dataclass(frozen=True)
+class PlanOutcome:
+    results: dict[str, StepResult]
+    failures: dict[str, StepFailure]
+    """Failed steps and the steps skipped because of them, by step name."""
+
+
+def _downstream(steps: list[Step], name: str) -> list[Step]:
+    """Every step that needs ``name``'s output or metadata, directly or through others."""
+    needed, found = {name}, []
+    for step in steps:  # the plan is in dependency order
+        if needed.intersection(step.depends_on()):
+            needed.add(step.name)
+            found.append(step)
+    return found
+
+
 def run_plan(
-    steps: list[Step], runner: StepRunner, on_step: Callable[[Step, StepResult], None] | None = None
-) -> dict[str, StepResult]:
+    steps: list[Step],
+    runner: StepRunner,
+    on_step: Callable[[Step, StepResult | StepFailure], None] | None = None,
+) -> PlanOutcome:
+    """Run every step in order; a product's failure is recorded and the rest of the build goes on.
+
+    A step that is not ``required`` failing with a :class:`PackagerError` fails the variants made
+    downstream of it, whose steps are then skipped. A required step's failure (the FP32 reference,
+    its evaluation data) leaves nothing to measure against: that error is raised at once.
+    """
+    failures: dict[str, StepFailure] = {}
     for step in steps:
-        result = runner.run(step)
+        if step.name in failures:
+            outcome: StepResult | StepFailure = failures[step.name]
+        else:
+            try:
+                outcome = runner.run(step)
+            except PackagerError as exc:
+                if step.required:
+                    raise
+                outcome = failures[step.name] = StepFailure(step.name, step.name, exc)
+                for later in _downstream(steps, step.name):
+                    failures.setdefault(later.name, StepFailure(later.name, step.name, exc))
         if on_step:
-            on_step(step, result)
-    return runner.results
+            on_step(step, outcome)
+    return PlanOutcome(runner.results, failures)

@@ -35,10 +35,20 @@ def write_results(
 
 
 def ensure_writable(out_root: Path) -> None:
-    """Fail before any expensive work if the output folder cannot be written."""
+    """Fail before any expensive work if the output folder cannot be written.
+
+    Creates nothing: a build that fails later must not leave an empty ``dist/`` behind. When the
+    folder does not exist yet, its nearest existing ancestor must be a writable folder.
+    """
+    probe = out_root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(
+            out_root, f"output folder is not writable ({probe} is a file)", "pass --out to a writable folder"
+        )
     try:
-        out_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_root, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-test-"):
             pass
     except OSError as exc:
         raise OutputError(
@@ -61,7 +71,9 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
                 "name": m.name,
                 "source": m.source,
                 "source_sha256": m.source_sha256,
+                "source_files": m.source_files,
                 "opset": m.opset,
+                "measured_output": m.output,
                 "preprocessing": m.preprocessing,
                 "inputs": [io.model_dump() for io in m.inputs],
                 "outputs": [io.model_dump() for io in m.outputs],
@@ -84,6 +96,7 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
                     }
                     for v in [m.reference, *m.variants]
                 ],
+                "failed_variants": [f.model_dump() for f in m.failed],
             }
             for m in result.models
         ],
@@ -117,7 +130,14 @@ def write_bundle(
     write_report: Callable[[BuildResult, Path], list[Path]],
 ) -> Path:
     ensure_writable(out_root)
+    created = [p for p in (out_root, *out_root.parents) if not p.exists()]
     final = out_root / bundle_name(result)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            out_root, f"cannot create the output folder ({exc.strerror})", "pass --out"
+        ) from None
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=out_root))
     staging.chmod(0o755)  # mkdtemp makes it private; a release bundle is meant to be read by others
     try:
@@ -137,11 +157,21 @@ def write_bundle(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging, created)
         raise OutputError(
             final, f"could not write the bundle ({exc})", "free disk space or pass --out"
         ) from exc
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(staging, created)
         raise
     return final
+
+
+def _discard(staging: Path, created: list[Path]) -> None:
+    """Remove the staging folder and the output folders this build created (only if still empty)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in created:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            break

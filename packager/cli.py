@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from packager.errors import ConfigError, GateFailed, PackagerError
+from packager.errors import ConfigError, GateFailed, PackagerError, VariantsFailed
 
 if TYPE_CHECKING:
     from packager.results import BuildResult
@@ -39,13 +39,68 @@ console = _console(stderr=False)
 err_console = _console(stderr=True)
 
 
+VERBOSE_HELP = "log every step, show third-party tool warnings and tracebacks on the terminal"
+OWN_LOGGERS = ("packager", "device_bench")
+
+
+class _OwnWarnings(logging.Filter):
+    """Without -v the terminal shows packager's warnings and only the errors of other libraries;
+    their warnings (one per initializer, per weight...) stay in the build log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name.split(".", 1)[0] in OWN_LOGGERS
+        return own or record.levelno >= logging.ERROR
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    for handler in [h for h in root.handlers if h.get_name() == "packager-terminal"]:
+        root.removeHandler(handler)  # main() may run more than once in a process (tests, bench)
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.set_name("packager-terminal")
+    terminal.setLevel(logging.INFO if verbose else logging.WARNING)
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        terminal.addFilter(_OwnWarnings())
+    root.addHandler(terminal)
+    # warnings.warn from converters -> the "py.warnings" logger; reinstalled on every call, as
+    # whoever replaced warnings.showwarning since (pytest does, per test) would otherwise win.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
+
+
+@contextmanager
+def _build_log(path: Path) -> Iterator[Path]:
+    """Everything, DEBUG and up, from every library, into ``path`` for the length of a build."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _quiet_native_logs(verbose: bool) -> None:
+    """onnxruntime's C++ logger writes straight to stderr (e.g. one "Removing initializer" warning per
+    unused weight, from sessions its own tools create); show only its errors unless -v."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(1 if verbose else 3)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="packager",
         description="Turn a trained ONNX model into validated, release-ready mobile bundles.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage/config error, 3 a release gate failed.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step and show tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = sub.add_parser(
@@ -72,9 +127,23 @@ def _parser() -> argparse.ArgumentParser:
         help="write the bundle even if a gate fails; the manifest records it",
     )
 
-    check = sub.add_parser("check", help="inspect an ONNX model: opset, inputs/outputs, ops, problems")
+    check = sub.add_parser(
+        "check", help="inspect an ONNX model: opset, inputs/outputs, ops, the input dims a build fixes"
+    )
     check.add_argument("model", type=Path, help="path to an .onnx file")
     check.add_argument("--json", action="store_true", help="print the graph report as JSON (for CI)")
+    check.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="a packager.toml: show the exact input dims a build uses and run the model at them once",
+    )
+    check.add_argument(
+        "--model",
+        dest="model_name",
+        metavar="NAME",
+        help="the [[models]] entry of --config (default: the one whose source is MODEL, or the only one)",
+    )
 
     report = sub.add_parser(
         "report",
@@ -99,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
         "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
     )
     clean.add_argument("--dist", action="store_true", help="also delete the output folder")
+    for command in sub.choices.values():
+        # Also accepted after the subcommand (`packager build CONFIG -v`); SUPPRESS keeps a -v given
+        # before the subcommand from being reset to False by the subparser's default.
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+        )
     return parser
 
 
@@ -117,6 +192,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from packager.config import load_config
     from packager.pipeline import build_project
     from packager.results import BuildResult
+    from packager.steps import StepFailure
 
     config = load_config(args.config)
     options = BuildOptions(
@@ -124,7 +200,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     tasks: dict[str, int] = {}
-    with _progress(err_console.is_terminal) as bar:
+    _quiet_native_logs(args.verbose)
+    log_file = args.log_file = config.build.cache / "logs" / "build.log"
+    with _build_log(log_file), _progress(err_console.is_terminal) as bar:
 
         def progress(label: str, done: int, total: int) -> None:
             if bar is None:
@@ -133,36 +211,60 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
 
-        def on_step(step: Step, result: StepResult) -> None:
-            state = "cached" if result.cached else f"ran in {result.seconds:.1f}s ({result.reason})"
+        def on_step(step: Step, result: StepResult | StepFailure) -> None:
+            if isinstance(result, StepFailure):
+                state = (
+                    f"[yellow]skipped[/] ({escape(result.root)} failed)"
+                    if result.skipped
+                    else f"[red]FAILED[/] {escape(_first_line(str(result.error)))}"
+                )
+            elif result.cached:
+                state = "cached"
+            else:
+                state = f"ran in {result.seconds:.1f}s ({escape(result.reason)})"
             console.print(f"  {escape(step.name):<42} {state}")
 
         try:
             outcome = build_project(config, options, out=args.out, progress=progress, on_step=on_step)
-        except GateFailed as exc:
+        except (GateFailed, VariantsFailed) as exc:
             result = exc.result if isinstance(exc.result, BuildResult) else None
             if result is not None:
                 _print_summary(result)
             _print_gate_table(result)
-            err_console.print(f"[red]error:[/] {escape(str(exc))}")
-            return EXIT_GATES
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"build log: {log_file}")
+            return exc.exit_code
+
     _print_summary(outcome.result)
     ran = sum(1 for s in outcome.steps if not s.cached)
     console.print(
         f"\n{len(outcome.steps)} steps ({len(outcome.steps) - ran} cached, {ran} ran) in "
         f"{time.perf_counter() - start:.1f}s"
     )
-    if not outcome.result.passed:
+    for model in outcome.result.models:
+        for failure in model.failed:
+            console.print(
+                f"[yellow]optional variant {escape(model.name)}:{escape(failure.variant)} failed and is not "
+                f"in the bundle:[/] {escape(failure.error)}",
+                soft_wrap=True,
+            )
+    if not outcome.result.passed and not options.enforce_gates:
         console.print("[yellow]gates failed but --no-gates was given: the manifest records passed=false[/]")
     console.print(f"bundle: {outcome.bundle}")
     return EXIT_OK
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _print_summary(result: BuildResult) -> None:
     from packager.report.format import megabytes, millis, percent, ratio, score
 
     for model in result.models:
-        table = Table(title=f"{result.project} {result.version} — {model.name}")
+        table = Table(
+            title=f"{result.project} {result.version} — {model.name} (measured on output {model.output!r})"
+        )
         for col in (
             "variant",
             "size MB",
@@ -192,6 +294,9 @@ def _print_summary(result: BuildResult) -> None:
                 millis(mode.latency.p50_ms),
                 gate,
             )
+        for failure in model.failed:
+            state = "optional, not shipped" if failure.optional else "required"
+            table.add_row(failure.variant, *[""] * 8, f"[red]FAILED[/] ({state}; {escape(failure.step)})")
         console.print(table)
 
 
@@ -213,12 +318,33 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from packager.graph import inspect_model, load_model
+    from packager.config import load_config
+    from packager.graph import configured_shape, inspect_model, load_model
+    from packager.prepare import fix_image_input
 
+    spec = None
+    if args.config is not None:
+        config = load_config(args.config)
+        if args.model_name:
+            entry = config.model(args.model_name)
+        else:
+            same = [m for m in config.models if m.source.resolve() == args.model.resolve()]
+            candidates = same or config.models
+            if len(candidates) != 1:
+                names = ", ".join(m.name for m in candidates)
+                raise ConfigError(args.config, [f"several models ({names}); pick one with --model NAME"])
+            entry = candidates[0]
+        spec = entry.input
+    elif args.model_name:
+        raise ConfigError("--model", ["--model NAME needs --config packager.toml"])
     model = load_model(args.model)
-    report = inspect_model(model, args.model)
+    report = inspect_model(model, args.model, spec)
+    if spec is not None:
+        fix_image_input(model, spec, args.model)  # runs the model at the configured shape, as a build does
     if args.json:
-        print(json.dumps(dataclasses.asdict(report), indent=1, default=lambda o: o.model_dump()))
+        # InputFix.from_ is spelled "from" for readers of the JSON.
+        data = dataclasses.asdict(report, dict_factory=lambda kv: {k.removesuffix("_"): v for k, v in kv})
+        print(json.dumps(data, indent=1, default=lambda o: o.model_dump()))
         return EXIT_OK
     console.print(f"[bold]{report.path}[/]  {report.size_bytes / 1e6:.2f} MB")
     console.print(f"IR {report.ir_version}, opset {report.opset}, producer {report.producer or '?'}")
@@ -242,9 +368,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
             "(blocks constant folding and FP16 conversion); `packager build` removes them."
         )
     if report.dynamic_dims:
+        console.print(f"[yellow]note:[/] dynamic dims {', '.join(report.dynamic_dims)}")
+    if report.input_fixes:
+        console.print("input dims `packager build` fixes (outputs are re-inferred after):")
+        for fix in report.input_fixes:
+            console.print(f"  {escape(fix.describe('→'))}: {escape(fix.why)}")
+    elif spec is not None:
+        console.print(f"input dims: nothing to fix, the model takes {configured_shape(spec)} as configured")
+    if spec is None:
         console.print(
-            f"[yellow]note:[/] dynamic dims {', '.join(report.dynamic_dims)}; mobile EPs need static shapes, "
-            "`packager build` fixes the batch to 1."
+            escape(
+                "without a config: batch → 1, H,W → [models].input.size (a static H,W the config changes "
+                "must run at the new size); pass --config packager.toml [--model NAME] for exact values."
+            )
         )
     if report.opset < 13:
         console.print("[yellow]note:[/] opset < 13; `packager build` upgrades it for per-channel QDQ.")
@@ -319,17 +455,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return device_bench_main(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except PackagerError as exc:
         if args.verbose:
             err_console.print_exception()
         err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        if getattr(args, "log_file", None):
+            err_console.print(f"build log: {args.log_file}")
         return EXIT_USAGE if isinstance(exc, ConfigError) else exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -144,6 +144,9 @@ class ModelSpec(_Strict):
     calibration: CalibrationSpec | None = None
     evaluation: EvaluationSpec
     variants: Annotated[list[str], Field(min_length=1)] = ["fp16", "int8-dynamic", "int8-qdq", "mixed"]
+    optional_variants: list[str] = []
+    """Variants whose failure to convert or validate is reported but does not fail the build (they
+    are left out of the bundle). Every other variant is required. Gates apply to all of them."""
     gates: GatesSpec = GatesSpec()
     mixed: MixedSpec = MixedSpec()
 
@@ -159,6 +162,13 @@ class ModelSpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"variants listed twice: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _optional_are_variants(self) -> ModelSpec:
+        unknown = [v for v in self.optional_variants if v not in self.variants]
+        if unknown:
+            raise ValueError(f"optional_variants {unknown} are not in variants {self.variants}")
+        return self
 
     @model_validator(mode="after")
     def _calibration_when_needed(self) -> ModelSpec:

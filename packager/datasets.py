@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,28 @@ def calibration_sources(spec: CalibrationSpec) -> list[Path]:
         return files
     if src.suffix == ".npy":
         return [src]
-    lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
-    files = [(src.parent / ln).resolve() for ln in lines if ln and not ln.startswith("#")]
+    return _list_file(src)
+
+
+def _list_file(src: Path) -> list[Path]:
+    """Image paths of a list file (one per line, relative to the file, optionally quoted).
+
+    Raises:
+        DataError: the file lists nothing, or lists images that do not exist (all of them, by line).
+    """
+    files: list[Path] = []
+    problems: list[tuple[int, str]] = []
+    for lineno, raw in enumerate(_read_lines(src), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        rel = _unquote(line)
+        path = (src.parent / rel).resolve()
+        if not path.is_file():
+            problems.append((lineno, f"image {rel!r} does not exist ({path})"))
+        files.append(path)
+    if problems:
+        raise _bad_lines(src, problems, MISSING_FIX)
     if not files:
         raise DataError(src, "calibration list file is empty", "list one image path per line")
     return files
@@ -87,40 +108,64 @@ class EvaluationSet:
     source: Path
 
 
+PAIRS_FORMAT = (
+    "each line must be `image1 image2 label` with label 1 (same) or 0 (different); quote a path that "
+    'holds spaces (`"my photos/a.jpg"`) or separate the fields with tabs'
+)
+MISSING_FIX = "fix the paths; they are relative to the folder of the file that lists them"
+MAX_LISTED = 20
+"""Bad lines listed in one error; the rest are counted ("+N more")."""
+
+
 def load_pairs(path: Path) -> EvaluationSet:
+    """Parse a pairs file: ``image1 image2 label`` per line, paths relative to the file.
+
+    Fields are split like a shell does (quote a path that holds spaces: ``"my photos/a.jpg"``), or at
+    tabs when the line has any. ``#`` starts a comment line.
+
+    Raises:
+        DataError: the file is missing or unreadable; every malformed line and every missing image,
+            listed together with line numbers; no pairs; only one label.
+    """
     if not path.is_file():
         raise DataError(path, "pairs file not found", "fix [models].evaluation.pairs")
     index: dict[Path, int] = {}
-    by_text: dict[str, int] = {}
+    by_text: dict[str, int | None] = {}
     """Pairs files repeat each image thousands of times: resolve and stat each distinct path once."""
     pairs: list[tuple[int, int]] = []
     labels: list[int] = []
+    problems: list[tuple[int, str]] = []
     base = path.parent.resolve()
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(_read_lines(path), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
-        if len(parts) != 3 or parts[2] not in ("0", "1"):
-            raise DataError(
-                f"{path}:{lineno}",
-                f"malformed line {line!r}",
-                "each line must be `image1 image2 label` with label 1 (same) or 0 (different)",
-            )
-        ids = []
+        parts, trouble = _pair_fields(line)
+        if trouble:
+            problems.append((lineno, trouble))
+            continue
+        ids: list[int] = []
         for rel in parts[:2]:
             if rel not in by_text:
                 image = Path(os.path.normpath(base / rel))
-                if image not in index:
-                    if not image.is_file():
-                        raise DataError(
-                            f"{path}:{lineno}", f"image {rel!r} does not exist ({image})", "fix the path"
-                        )
+                if image not in index and image.is_file():
                     index[image] = len(index)
-                by_text[rel] = index[image]
-            ids.append(by_text[rel])
-        pairs.append((ids[0], ids[1]))
-        labels.append(int(parts[2]))
+                by_text[rel] = index.get(image)
+            found = by_text[rel]
+            if found is None:
+                missing = Path(os.path.normpath(base / rel))
+                problems.append((lineno, f"image {rel!r} does not exist ({missing})"))
+            else:
+                ids.append(found)
+        if len(ids) == 2:
+            pairs.append((ids[0], ids[1]))
+            labels.append(int(parts[2]))
+    if problems:
+        kinds = {"malformed" if text.startswith("malformed") else "missing" for _, text in problems}
+        fixes = [
+            fix for kind, fix in (("malformed", PAIRS_FORMAT), ("missing", MISSING_FIX)) if kind in kinds
+        ]
+        raise _bad_lines(path, problems, "; ".join(fixes))
     if not pairs:
         raise DataError(path, "no pairs in the file", "add `image1 image2 label` lines")
     label_arr = np.asarray(labels, dtype=np.int64)
@@ -131,6 +176,67 @@ def load_pairs(path: Path) -> EvaluationSet:
     return EvaluationSet(
         images=list(index), pairs=np.asarray(pairs, dtype=np.int64), labels=label_arr, source=path
     )
+
+
+def _pair_fields(line: str) -> tuple[list[str], str | None]:
+    """``(fields, problem)`` for one non-comment line; ``problem`` (with a hint) is None when it is fine."""
+    if "\t" in line:
+        # Tab-separated: spaces belong to the paths.
+        parts = [_unquote(p.strip()) for p in line.split("\t") if p.strip()]
+    else:
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        lexer.escape = ""  # keep backslashes literal: Windows-style paths
+        try:
+            parts = list(lexer)
+        except ValueError:
+            return [], (
+                f"malformed line {line!r}: unclosed quote (a path holding a quote character needs the "
+                'other kind around it, `"O\'Brien.jpg"`, or tab-separated fields)'
+            )
+    if len(parts) > 3 and parts[-1] in ("0", "1") and not any(q in line for q in "\"'\t"):
+        # Split the example where a field ends like an image file, so it shows the user's own paths.
+        ends = [k for k in range(1, len(parts) - 1) if Path(parts[k - 1]).suffix.lower() in IMAGE_SUFFIXES]
+        k = ends[0] if ends else len(parts) // 2
+        first, second = " ".join(parts[:k]), " ".join(parts[k:-1])
+        return [], (
+            f"malformed line {line!r}: {len(parts)} fields where 3 are expected; a path seems to contain "
+            f'a space: write `"{first}" "{second}" {parts[-1]}`, or separate the three fields with tabs'
+        )
+    if len(parts) != 3:
+        return [], f"malformed line {line!r}: {len(parts)} fields where 3 are expected"
+    if parts[2] not in ("0", "1"):
+        return [], f"malformed line {line!r}: label {parts[2]!r} is not 1 (same) or 0 (different)"
+    return parts, None
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text file", "save it as UTF-8 text, one entry per line") from None
+
+
+def _bad_lines(path: Path, problems: list[tuple[int, str]], fix: str) -> DataError:
+    """One error for all bad lines of ``path`` (``problems``: line number, text), up to MAX_LISTED listed.
+
+    A single problem keeps the ``file:line: problem`` form editors and CI logs link to.
+    """
+    if len(problems) == 1:
+        lineno, text = problems[0]
+        return DataError(f"{path}:{lineno}", text, fix)
+    listed = [f"  {path}:{lineno}: {text}" for lineno, text in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        listed.append(f"  +{len(problems) - MAX_LISTED} more")
+    lines = len({lineno for lineno, _ in problems})
+    return DataError(path, f"{len(problems)} problems on {lines} lines:\n" + "\n".join(listed), fix)
 
 
 def load_evaluation_tensors(evalset: EvaluationSet, input_spec: InputSpec) -> np.ndarray:

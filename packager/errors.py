@@ -86,6 +86,17 @@ class GateFailed(PackagerError):
         super().__init__(f"release gates failed{where}: " + "; ".join(failures))
 
 
+class VariantsFailed(PackagerError):
+    """Required variants could not be built or validated; the others were, and the report says so."""
+
+    def __init__(self, failures: list[str], report: Path | None = None, result: object = None) -> None:
+        self.failures = failures
+        self.report = report
+        self.result = result
+        where = f" (report: {report})" if report else ""
+        super().__init__(f"{len(failures)} required variant(s) failed{where}:\n  " + "\n  ".join(failures))
+
+
 class UnknownName(ConfigError):
     """A registry lookup missed; the message lists what is valid."""
 

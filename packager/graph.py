@@ -1,7 +1,9 @@
 """Load, check and prepare an ONNX model; the FP32 reference every variant is measured against.
 
 Preparation fixes what makes mobile runtimes and quantizers stumble (DESIGN §5 items 7, 12, 14):
-initializers listed as graph inputs, a dynamic batch dim, an opset too old for per-channel QDQ.
+initializers listed as graph inputs, dynamic or placeholder input dims (batch -> 1, height/width ->
+the configured size), an opset too old for per-channel QDQ. Running the model to prove a fix holds is
+``packager.prepare``'s job; this module only reads and rewrites the graph.
 """
 
 from __future__ import annotations
@@ -25,6 +27,35 @@ MIN_QDQ_OPSET = 13
 """Per-channel DequantizeLinear (``axis``) needs opset 13."""
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+_ROLES = {"NCHW": ("batch", "channels", "height", "width"), "NHWC": ("batch", "height", "width", "channels")}
+"""What each axis of a 4-D image input means, per layout."""
+_CONFIG_FIELD = {
+    "channels": "[models].input.channels",
+    "height": "[models].input.size[0]",
+    "width": "[models].input.size[1]",
+}
+"""Where a dim's value comes from, shown when `packager check` has no config."""
+
+
+@dataclass(frozen=True)
+class InputFix:
+    """One input dim that preparation pins, and why; `packager check` lists these before a build.
+
+    ``from_`` is the model's value: a number (a static dim, possibly an export placeholder), a symbol
+    such as ``"N"``, or ``"?"`` for an unnamed dynamic dim. ``to`` is the value it gets; without a
+    config it names the config field the value will come from (``"[models].input.size[0]"``).
+    """
+
+    input: str
+    axis: int
+    dim: str
+    """batch | height | width | channels (from the configured or guessed layout)."""
+    from_: int | str
+    to: int | str
+    why: str
+
+    def describe(self, arrow: str = "->") -> str:
+        return f"{self.input}[{self.axis}] {self.dim} {self.from_} {arrow} {self.to}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,8 @@ class GraphReport:
     parameters: int
     initializers_as_inputs: int
     dynamic_dims: list[str] = field(default_factory=list)
+    input_fixes: list[InputFix] = field(default_factory=list)
+    """What `packager build` pins on the image input: exact values with a config, else the fields used."""
 
 
 def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
@@ -108,12 +141,24 @@ def opset_of(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def inspect_model(model: onnx.ModelProto, path: Path) -> GraphReport:
+def inspect_model(model: onnx.ModelProto, path: Path, spec: InputSpec | None = None) -> GraphReport:
+    """Facts about the model plus the input dims a build would fix.
+
+    With ``spec`` the fixes carry exact values for the image input; whether the graph really runs at
+    them is for ``packager.prepare.fix_image_input`` to prove (it runs the model).
+
+    Raises:
+        ModelError: with ``spec``, the image input cannot be fed as configured (see :func:`image_input`).
+    """
     inputs = [io_info(v) for v in graph_inputs(model)]
     outputs = [io_info(v) for v in model.graph.output]
     dynamic = [
         f"{io.name}[{i}]={d}" for io in inputs + outputs for i, d in enumerate(io.shape) if isinstance(d, str)
     ]
+    if spec is None:
+        fixes = [fix for value in graph_inputs(model) for fix in plan_input_fixes(value, None)]
+    else:
+        fixes = plan_input_fixes(image_input(model, spec, path), spec)
     hist = collections.Counter(n.op_type for n in model.graph.node)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     return GraphReport(
@@ -128,6 +173,7 @@ def inspect_model(model: onnx.ModelProto, path: Path) -> GraphReport:
         parameters=params,
         initializers_as_inputs=len(model.graph.input) - len(graph_inputs(model)),
         dynamic_dims=dynamic,
+        input_fixes=fixes,
     )
 
 
@@ -164,21 +210,104 @@ def image_input(model: onnx.ModelProto, spec: InputSpec, path: Path) -> onnx.Val
         raise ModelError(
             path, f"input {info.name!r} has shape {info.shape}, expected 4-D image", "check the model"
         )
-    expected = _expected_shape(spec)
-    for axis, (got, want) in enumerate(zip(info.shape[1:], expected[1:], strict=True), start=1):
-        if isinstance(got, int) and got > 0 and got != want:
-            raise ModelError(
-                path,
-                f"input {info.name!r} has shape {info.shape} but the config implies {expected} "
-                f"(size {spec.size}, {spec.channels}, {spec.layout}); axis {axis} differs",
-                "fix [models].input size/channels/layout to match the model",
-            )
+    # Only a static channel count is refused up front: no conv weight takes another count. A static
+    # height/width that differs from the config may be an export placeholder: prepare runs the graph
+    # at the configured size to find out (packager.prepare.fix_image_input).
+    expected = configured_shape(spec)
+    axis = _ROLES[spec.layout].index("channels")
+    got = info.shape[axis]
+    if _is_static(got) and got != expected[axis]:
+        raise ModelError(
+            path,
+            f"input {info.name!r} has shape {info.shape} but the config implies {expected} "
+            f"({spec.channels}, {spec.layout}): the channels (axis {axis}) differ",
+            "fix [models].input channels/layout to match the model",
+        )
     return value
 
 
-def _expected_shape(spec: InputSpec) -> list[int]:
+def configured_shape(spec: InputSpec) -> list[int]:
+    """The tensor the app feeds: batch 1, ``size`` = [height, width], ``channels``, in ``layout``."""
     c, h, w = spec.num_channels, spec.height, spec.width
     return [1, c, h, w] if spec.layout == "NCHW" else [1, h, w, c]
+
+
+def _is_static(dim: int | str) -> bool:
+    # Exporters write -1 or 0 for "any size"; only a positive number pins the dim.
+    return isinstance(dim, int) and dim > 0
+
+
+def _guess_layout(shape: list[int | str]) -> str:
+    """Without a config: NHWC only when the last dim, and not axis 1, looks like a channel count."""
+
+    def channel_like(d: int | str) -> bool:
+        return _is_static(d) and d in (1, 3, 4)
+
+    return "NHWC" if channel_like(shape[3]) and not channel_like(shape[1]) else "NCHW"
+
+
+def plan_input_fixes(value: onnx.ValueInfoProto, spec: InputSpec | None) -> list[InputFix]:
+    """The dims of ``value`` that preparation changes to reach :func:`configured_shape`.
+
+    Batch always becomes 1 (NNAPI/CoreML refuse dynamic shapes, DESIGN §5.7; a static batch other than
+    1 is an export placeholder). Height/width/channels come from the config. Without ``spec`` only
+    dynamic dims are listed (a static one stays unless a config says otherwise), the layout is guessed
+    from a channel-like axis and ``to`` names the config field.
+    """
+    info = io_info(value)
+    rank4 = len(info.shape) == 4
+    layout = spec.layout if spec is not None else _guess_layout(info.shape) if rank4 else "NCHW"
+    roles = _ROLES[layout] if rank4 else ("batch",)
+    targets: list[int | str] = (
+        list(configured_shape(spec)) if spec is not None else [1, *(_CONFIG_FIELD[r] for r in roles[1:])]
+    )
+    fixes = []
+    for axis, (role, got, want) in enumerate(zip(roles, info.shape, targets, strict=False)):
+        if got == want or (spec is None and role != "batch" and _is_static(got)):
+            continue
+        fixes.append(InputFix(info.name, axis, role, got, want, _why(role, got, want, spec)))
+    return fixes
+
+
+def _why(role: str, got: int | str, want: int | str, spec: InputSpec | None) -> str:
+    if role == "batch":
+        kind = f"static batch {got} looks like an export placeholder" if _is_static(got) else "dynamic batch"
+        return f"{kind}; the app feeds one image and mobile EPs (NNAPI, CoreML) need static shapes"
+    field_ = "[models].input.channels" if role == "channels" else "[models].input.size"
+    configured = "" if spec is None else f" = {spec.channels if role == 'channels' else spec.size}"
+    if not _is_static(got):
+        return f"dynamic {role}; mobile EPs need static shapes, so it takes {field_}{configured}"
+    return (
+        f"static {role} {got} differs from {field_}{configured}: an export placeholder if the graph "
+        f"runs at {want}, which prepare checks by running it with onnxruntime (else: an error)"
+    )
+
+
+def set_input_shape(model: onnx.ModelProto, name: str, shape: list[int] | list[int | str]) -> None:
+    """Give input ``name`` these dims (a str is symbolic) and forget every shape derived from the old ones.
+
+    Value infos and output shapes were inferred from the old dims (or are export placeholders): left in
+    place they go stale, and ORT trusts declared shapes. :func:`infer_shapes` recomputes them.
+    """
+    value = next(i for i in model.graph.input if i.name == name)
+    for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+        dim.Clear()
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
+    _forget_value_info(model.graph)
+    for out in model.graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+
+
+def _forget_value_info(g: onnx.GraphProto) -> None:
+    del g.value_info[:]
+    for node in g.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _forget_value_info(sub)
 
 
 def drop_initializer_inputs(model: onnx.ModelProto) -> int:
@@ -190,25 +319,6 @@ def drop_initializer_inputs(model: onnx.ModelProto) -> int:
         del model.graph.input[:]
         model.graph.input.extend(keep)
     return removed
-
-
-def fix_input_shape(model: onnx.ModelProto, name: str, shape: list[int]) -> list[str]:
-    """Pin symbolic dims of the image input; NNAPI and CoreML EPs reject dynamic shapes (DESIGN §5.7)."""
-    from onnxruntime.tools.onnx_model_utils import make_input_shape_fixed
-
-    before = io_info(next(i for i in model.graph.input if i.name == name)).shape
-    if all(isinstance(d, int) and d > 0 for d in before):
-        return []
-    make_input_shape_fixed(model.graph, name, shape)
-    # Outputs keep stale symbolic dims unless re-inferred from scratch.
-    for out in model.graph.output:
-        for dim in out.type.tensor_type.shape.dim:
-            if dim.HasField("dim_param"):
-                dim.Clear()
-    del model.graph.value_info[:]
-    return [
-        f"{name}[{i}]: {d} -> {shape[i]}" for i, d in enumerate(before) if not isinstance(d, int) or d <= 0
-    ]
 
 
 def upgrade_opset(model: onnx.ModelProto, target: int, path: Path) -> onnx.ModelProto:

@@ -12,10 +12,10 @@ from packager.assemble import assemble
 from packager.build import BuildOptions, plan, run_plan
 from packager.bundle import bundle_name, ensure_writable, write_bundle, write_results
 from packager.config import Config
-from packager.errors import GateFailed
+from packager.errors import GateFailed, VariantsFailed
 from packager.report import write_report
 from packager.results import BuildResult
-from packager.steps import Cache, Step, StepResult, StepRunner
+from packager.steps import Cache, Step, StepFailure, StepResult, StepRunner
 from packager.validate.gates import failure_messages
 
 log = logging.getLogger(__name__)
@@ -33,23 +33,38 @@ def build_project(
     options: BuildOptions,
     out: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    on_step: Callable[[Step, StepResult], None] | None = None,
+    on_step: Callable[[Step, StepResult | StepFailure], None] | None = None,
 ) -> BuildOutcome:
+    """Run the plan, apply the gates and write the bundle.
+
+    Raises ``VariantsFailed`` (exit 1) when a required variant could not be built or validated, and
+    ``GateFailed`` (exit 3) when a gate is not met; both after every other variant was built and
+    measured, with the report of the rejected build written under the cache (never into ``out``).
+    """
     out_root = out or config.build.out
     ensure_writable(out_root)
     steps = plan(config, options)
     runner = StepRunner(Cache(config.build.cache), progress)
-    results = run_plan(steps, runner, on_step)
-    result, files = assemble(config, options, results, runner.hasher)
-    step_results = [results[s.name] for s in steps]
-    if options.enforce_gates and not result.passed:
-        rejected = config.build.cache / "rejected" / bundle_name(result)
-        shutil.rmtree(rejected, ignore_errors=True)
-        rejected.mkdir(parents=True)
-        write_results(result, rejected, write_report)
-        failures = [
-            msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
-        ]
-        raise GateFailed(failures, report=rejected / "report.md", result=result)
+    outcome = run_plan(steps, runner, on_step)
+    result, files = assemble(config, options, outcome, runner.hasher)
+    step_results = [outcome.results[s.name] for s in steps if s.name in outcome.results]
+    broken = [f"{m.name}:{f.variant}: {f.error}" for m in result.models for f in m.failed if not f.optional]
+    gate_failures = [
+        msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
+    ]
+    if broken or (options.enforce_gates and gate_failures):
+        report = _write_rejected(config, result)
+        if broken:
+            raise VariantsFailed(broken + gate_failures, report=report, result=result)
+        raise GateFailed(gate_failures, report=report, result=result)
     bundle = write_bundle(out_root, result, files, write_report)
     return BuildOutcome(result, bundle, step_results)
+
+
+def _write_rejected(config: Config, result: BuildResult) -> Path:
+    """results.json and the reports of a build that will not ship, kept in the cache for reading."""
+    rejected = config.build.cache / "rejected" / bundle_name(result)
+    shutil.rmtree(rejected, ignore_errors=True)
+    rejected.mkdir(parents=True)
+    write_results(result, rejected, write_report)
+    return rejected / "report.md"

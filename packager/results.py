@@ -56,6 +56,11 @@ class ModeResult(_Frozen):
     decision_flips: float | None
     """Share of pairs whose same/different decision at the configured threshold differs from FP32."""
     latency: Latency
+    optimization_level: str = "all"
+    """onnxruntime graph optimization level the artifact ran at: ``disabled`` in reference mode; in
+    default mode ``all`` unless ORT could not load it there (then see ``optimization_fallback``)."""
+    optimization_fallback: str | None = None
+    """Why a higher optimization level was not used (ORT's own message); the app must use the same level."""
 
 
 class GateResult(_Frozen):
@@ -84,6 +89,18 @@ class VariantResult(_Frozen):
     """Recipe-specific facts worth a reader's time (excluded nodes and why, calibration method...)."""
 
 
+class VariantFailure(_Frozen):
+    """A variant that could not be built or measured: not shipped, and why."""
+
+    variant: str
+    step: str
+    """The step whose own work failed (the variant's, or an upstream one such as calibration)."""
+    error: str
+    """The tool's failure in user words: which tool, the node when known, the cause and the fix."""
+    optional: bool
+    """Listed in ``optional_variants``: its failure is reported but does not fail the build."""
+
+
 class IOInfo(_Frozen):
     name: str
     dtype: str
@@ -94,6 +111,10 @@ class ModelResult(_Frozen):
     name: str
     source: str
     source_sha256: str
+    """sha256 of the model's content: the .onnx file, plus its external data files when it has any
+    (see ``packager.source.source_sha256`` for how to reproduce it)."""
+    source_files: dict[str, str] = {}
+    """sha256 of each source file by name: the .onnx and every external data file it references."""
     opset: int
     inputs: list[IOInfo]
     outputs: list[IOInfo]
@@ -102,6 +123,10 @@ class ModelResult(_Frozen):
     """What the numbers were measured on: image count, pair count, threshold, data notes."""
     reference: VariantResult
     variants: list[VariantResult]
+    failed: list[VariantFailure] = []
+    """Configured variants that could not be built or validated (they are not in the bundle)."""
+    output: str = ""
+    """The output every accuracy number of this model is measured on (``[models].output.name``)."""
 
 
 class BuildResult(_Frozen):

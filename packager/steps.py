@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from packager.errors import PackagerError, StepError
+from packager.errors import DataError, PackagerError, StepError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class Step:
     tools: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     """Steps whose metadata this one reads, beyond those named in ``inputs``."""
+    required: bool = True
+    """False when the build can go on without this step: its failure fails the products (variants)
+    made downstream of it, whose steps are skipped, and the rest of the build still runs. Steps of
+    one variant, and the calibration only static variants read, are not required; the FP32
+    reference and its evaluation data are."""
 
     def depends_on(self) -> list[str]:
         ups = [v.step for v in self.inputs.values() if isinstance(v, StepOutput)]
@@ -71,6 +76,20 @@ class StepResult:
     cached: bool
     reason: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A step that failed (``root == name``) or was skipped because an upstream step failed."""
+
+    name: str
+    root: str
+    """The step whose own work failed."""
+    error: PackagerError
+
+    @property
+    def skipped(self) -> bool:
+        return self.root != self.name
 
 
 def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -105,7 +124,11 @@ class Hasher:
             listing = {str(p.relative_to(path)): self.file(p) for p in sorted(path.rglob("*")) if p.is_file()}
             return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
         if not path.exists():
-            raise StepError("hash", f"input {path} does not exist", "check the config paths")
+            raise DataError(
+                path,
+                "input file not found (it existed when the build was planned)",
+                "restore the file, or fix the paths in packager.toml, and build again",
+            )
         return self.file(path)
 
 

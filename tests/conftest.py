@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 import model_factory
 
 SIZE = 32
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "faceid"
+
+
+@pytest.fixture(scope="session")
+def faceid_example() -> Path:
+    """The bundled example's packager.toml, with its model and data fetched and built (real photos)."""
+    subprocess.run([sys.executable, str(EXAMPLE / "prepare_data.py")], check=True, timeout=900)
+    return EXAMPLE / "packager.toml"
 
 
 def write_identity_images(folder: Path, identities: int, views: int, seed: int) -> list[tuple[int, Path]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import model_factory
@@ -16,10 +17,20 @@ from packager.quantize.calibrated import run_calibration
 from packager.quantize.registry import QuantizeContext
 
 
-def context(tmp_path: Path, variant: str, **overrides: object) -> QuantizeContext:
-    source = model_factory.save(
-        model_factory.mobilefacenet_like(size=32, seed=4, opset=11), tmp_path / "src.onnx"
-    )
+def default_model() -> onnx.ModelProto:
+    """The recipe tests' usual net: MobileFaceNet-shaped, opset 11 (so preparation upgrades it)."""
+    return model_factory.mobilefacenet_like(size=32, seed=4, opset=11)
+
+
+def context(
+    tmp_path: Path,
+    variant: str,
+    build: Callable[[], onnx.ModelProto] = default_model,
+    **overrides: object,
+) -> QuantizeContext:
+    """A prepared reference of ``build()`` (input ``data`` [1, 3, 32, 32], pixels 0..255), calibrated
+    on :func:`calibration_data` when the variant needs it; ``overrides`` replace ``[[models]]`` fields."""
+    source = model_factory.save(build(), tmp_path / "src.onnx")
     model = {
         "name": "m",
         "source": str(source),
@@ -37,7 +48,9 @@ def context(tmp_path: Path, variant: str, **overrides: object) -> QuantizeContex
     if spec.calibration is not None and registry.get(variant).needs_calibration:
         calibrated = tmp_path / "calibrated"
         calibrated.mkdir()
-        run_calibration(prepared.path, calibration_data(), spec.calibration, 16, calibrated)
+        run_calibration(
+            prepared.path, calibration_data(), spec.calibration, 16, calibrated, output=spec.output.name
+        )
     work = tmp_path / "work"
     work.mkdir()
     return QuantizeContext(spec, prepared.path, tmp_path / f"{variant}.onnx", work, calibrated)
@@ -54,10 +67,50 @@ def op_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def mean_cosine(reference: Path, candidate: Path, data: np.ndarray) -> float:
+def mean_cosine(reference: Path, candidate: Path, data: np.ndarray, output: str | None = None) -> float:
+    """Mean cosine of ``candidate``'s output to ``reference``'s over ``data``, reference mode (no graph
+    optimizations); ``output`` names the output to compare (None = the first)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sessions = [ort.InferenceSession(str(p), options) for p in (reference, candidate)]
-    a, b = (np.concatenate([s.run(None, {"data": x[None]})[0] for x in data]) for s in sessions)
+    names = None if output is None else [output]
+    a, b = (np.concatenate([s.run(names, {"data": x[None]})[0] for x in data]) for s in sessions)
     cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return float(cos.mean())
+
+
+CONV_RELU_NETS = {"resnet_like": model_factory.resnet_like, "mobilenet_like": model_factory.mobilenet_like}
+"""Nets whose Relu/Clip the QDQ quantizer folds away (parametrize with ``ids=list(CONV_RELU_NETS)``)."""
+
+MIN_INT8_COSINE = 0.999
+"""Bar for INT8 of :data:`CONV_RELU_NETS` vs FP32 on :func:`held_out_data`: measured 0.99988–0.99997
+for int8-qdq, mixed and single-node exclusions over seeds 0–2 of both nets."""
+
+
+def held_out_data() -> np.ndarray:
+    """Inputs calibration never saw: [16, 3, 32, 32] float32 pixels 0..255."""
+    return np.random.default_rng(11).uniform(0, 255, (16, 3, 32, 32)).astype(np.float32)
+
+
+def output_names_in_onnxruntime(path: Path) -> list[str]:
+    """Load ``path`` in onnxruntime with its default (all) graph optimizations, as an app does;
+    raises when it cannot. Returns the output names."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [o.name for o in session.get_outputs()]
+
+
+def float_weight_nodes(path: Path) -> set[str]:
+    """Names of Conv/Gemm/MatMul nodes whose weights are a float initializer (not dequantized INT8)."""
+    graph = onnx.load(str(path)).graph
+    inits = {t.name for t in graph.initializer}
+    return {
+        n.name
+        for n in graph.node
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")
+        and len(n.input) > 1
+        and n.input[1] in inits
+    }
+
+
+def node_names(path: Path) -> set[str]:
+    return {n.name for n in onnx.load(str(path)).graph.node}

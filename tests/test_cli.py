@@ -10,8 +10,8 @@ from packager.cli import main
 
 
 def _dist_is_clean(config: Path) -> bool:
-    dist = config.parent / "dist"
-    return not dist.exists() or not any(p for p in dist.iterdir() if not p.name.startswith("."))
+    """A failed build leaves nothing in the output folder, not even an empty ``dist/``."""
+    return not (config.parent / "dist").exists()
 
 
 def test_help_explains_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,7 +96,7 @@ def test_second_build_reports_every_step_cached(tiny_project, capsys: pytest.Cap
     assert main(["build", str(config)]) == 0
     capsys.readouterr()
     assert main(["build", str(config)]) == 0
-    assert "(5 cached, 0 ran)" in capsys.readouterr().out
+    assert "(6 cached, 0 ran)" in capsys.readouterr().out  # fp16 reads calibration data: 6 steps
 
 
 def test_graph_prints_the_plan(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +136,75 @@ def test_report_rerenders_from_results_json(tiny_project) -> None:
 def test_bench_delegates_to_device_bench(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--help"]) == 0
     assert "device-bench" in capsys.readouterr().out
+
+
+def test_verbose_flag_is_accepted_after_the_subcommand(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", str(tiny_project(variants='["fp16"]')), "-v"]) == 0
+    assert "prepare[embedder] runs: first run" in capsys.readouterr().err
+
+
+def _with_unused_initializers(config: Path, count: int) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(config.parent / "model.onnx"))
+    for i in range(count):
+        model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), f"unused_{i}"))
+    onnx.save(model, str(config.parent / "model.onnx"))
+
+
+def test_onnxruntime_native_warnings_stay_off_the_terminal(
+    tiny_project, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_project(variants='["int8-dynamic"]')
+    _with_unused_initializers(config, 5)
+    assert main(["build", str(config)]) == 0
+    assert "Removing initializer" not in capfd.readouterr().err
+
+
+def test_onnxruntime_native_warnings_show_with_verbose(
+    tiny_project, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_project(variants='["int8-dynamic"]')
+    _with_unused_initializers(config, 5)
+    assert main(["build", str(config), "-v"]) == 0
+    assert "Removing initializer" in capfd.readouterr().err
+
+
+def test_third_party_warnings_go_to_the_build_log_not_the_terminal(
+    tiny_project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import warnings
+
+    import packager.pipeline
+
+    real = packager.pipeline.build_project
+
+    def chatty(*args: object, **kwargs: object) -> object:
+        for i in range(3):
+            logging.getLogger("onnxconverter_common").warning("value %d truncated", i)
+        warnings.warn("a converter's UserWarning", UserWarning, stacklevel=1)
+        logging.getLogger("packager.test").warning("our own warning")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(packager.pipeline, "build_project", chatty)
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "truncated" not in err and "UserWarning" not in err and "our own warning" in err
+    log = (config.parent / ".packager-cache" / "logs" / "build.log").read_text()
+    assert "value 2 truncated" in log and "a converter's UserWarning" in log
+
+
+def test_missing_model_file_is_said_in_user_words(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_project()
+    (config.parent / "model.onnx").unlink()
+    assert main(["build", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "model.onnx: model file not found" in err and "Fix:" in err
+    assert "step" not in err.split("build log:")[0] and "hash" not in err
+    assert _dist_is_clean(config)

@@ -97,3 +97,80 @@ def test_pairs_need_both_labels(tmp_path: Path) -> None:
     (tmp_path / "pairs.txt").write_text("a.png a.png 1\n")
     with pytest.raises(DataError, match="same label"):
         load_pairs(tmp_path / "pairs.txt")
+
+
+def test_every_bad_pair_line_is_reported_in_one_error(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    lines = ["a.png a.png 1", "a.png 1", "a.png gone.png 0", "a.png a.png 0", "a.png a.png same"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as exc:
+        load_pairs(tmp_path / "pairs.txt")
+    message = str(exc.value)
+    assert "3 problems" in message
+    for where in (
+        "pairs.txt:2: malformed line",
+        "pairs.txt:3: image 'gone.png' does not exist",
+        "pairs.txt:5:",
+    ):
+        assert where in message
+
+
+def test_a_long_listing_of_bad_lines_is_capped_with_a_count(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    bad = [f"a.png missing{i}.png 0" for i in range(25)]
+    (tmp_path / "pairs.txt").write_text("\n".join(["a.png a.png 1", *bad]) + "\n")
+    with pytest.raises(DataError) as exc:
+        load_pairs(tmp_path / "pairs.txt")
+    message = str(exc.value)
+    assert "25 problems" in message
+    assert message.count("does not exist") == 20
+    assert "+5 more" in message
+
+
+def test_quoted_paths_with_spaces_are_read(tmp_path: Path) -> None:
+    _image(tmp_path / "my photos" / "a.png")
+    _image(tmp_path / "my photos" / "b.png")
+    (tmp_path / "pairs.txt").write_text(
+        '"my photos/a.png" "my photos/b.png" 1\n\'my photos/a.png\' "my photos/a.png" 0\n'
+    )
+    evalset = load_pairs(tmp_path / "pairs.txt")
+    assert [p.name for p in evalset.images] == ["a.png", "b.png"]
+    assert evalset.pairs.tolist() == [[0, 1], [0, 0]]
+
+
+def test_tab_separated_paths_with_spaces_are_read(tmp_path: Path) -> None:
+    _image(tmp_path / "my photos" / "a.png")
+    _image(tmp_path / "my photos" / "b.png")
+    (tmp_path / "pairs.txt").write_text(
+        "my photos/a.png\tmy photos/b.png\t1\nmy photos/a.png\tmy photos/a.png\t0\n"
+    )
+    evalset = load_pairs(tmp_path / "pairs.txt")
+    assert evalset.labels.tolist() == [1, 0]
+    assert len(evalset.images) == 2
+
+
+def test_unquoted_path_with_a_space_is_explained(tmp_path: Path) -> None:
+    _image(tmp_path / "my photos" / "a.png")
+    (tmp_path / "pairs.txt").write_text("my photos/a.png my photos/a.png 1\n")
+    with pytest.raises(DataError) as exc:
+        load_pairs(tmp_path / "pairs.txt")
+    message = str(exc.value)
+    assert "pairs.txt:1:" in message and "contain a space" in message
+    assert '"my photos/a.png" "my photos/a.png" 1' in message and "tab" in message
+
+
+def test_unbalanced_quote_names_the_line(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    (tmp_path / "pairs.txt").write_text('a.png a.png 1\n"a.png a.png 0\n')
+    with pytest.raises(DataError, match=r"pairs\.txt:2: .*unclosed quote"):
+        load_pairs(tmp_path / "pairs.txt")
+
+
+def test_calibration_list_reports_every_missing_image_together(tmp_path: Path) -> None:
+    _image(tmp_path / "imgs" / "a.png")
+    (tmp_path / "list.txt").write_text("imgs/a.png\nimgs/gone1.png\n# note\nimgs/gone2.png\n")
+    with pytest.raises(DataError) as exc:
+        calibration_sources(CalibrationSpec(images=tmp_path / "list.txt"))
+    message = str(exc.value)
+    assert "list.txt:2: image 'imgs/gone1.png' does not exist" in message
+    assert "list.txt:4: image 'imgs/gone2.png' does not exist" in message

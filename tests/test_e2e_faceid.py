@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from packager.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "faceid"
-
-
-@pytest.fixture(scope="module")
-def example_data() -> Path:
-    subprocess.run([sys.executable, str(EXAMPLE / "prepare_data.py")], check=True, timeout=900)
-    return EXAMPLE / "packager.toml"
-
 
 @pytest.mark.e2e
 def test_faceid_example_builds_gates_and_rebuilds_from_cache(
-    example_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    faceid_example: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "dist"
-    assert main(["build", str(example_data), "--out", str(out)]) == 0
+    assert main(["build", str(faceid_example), "--out", str(out)]) == 0
     bundle = out / "faceid-1.4.0"
     manifest = json.loads((bundle / "manifest.json").read_text())
     variants = {v["variant"]: v for v in manifest["models"][0]["variants"]}
@@ -39,5 +28,5 @@ def test_faceid_example_builds_gates_and_rebuilds_from_cache(
     assert "## Model" in (bundle / "report.md").read_text()
 
     capsys.readouterr()
-    assert main(["build", str(example_data), "--out", str(out)]) == 0
+    assert main(["build", str(faceid_example), "--out", str(out)]) == 0
     assert "0 ran)" in capsys.readouterr().out

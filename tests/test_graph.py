@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import model_factory
@@ -9,7 +10,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from test_prepare import detector
 
+from packager.cli import main
 from packager.config import InputSpec, parse_config
 from packager.errors import ModelError
 from packager.graph import image_input, inspect_model, load_model
@@ -72,11 +75,21 @@ def test_integer_input_is_refused_for_images(tmp_path: Path) -> None:
         image_input(model_factory.int_input(), InputSpec(size=[16, 16]), tmp_path / "ints.onnx")
 
 
-def test_shape_mismatch_names_both_shapes(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"\[1, 3, 32, 32\].*\[1, 3, 112, 112\]"):
+def test_channel_mismatch_names_both_shapes(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"\[1, 3, 32, 32\].*\[1, 1, 32, 32\].*channels"):
         image_input(
-            model_factory.mobilefacenet_like(size=32), InputSpec(size=[112, 112]), tmp_path / "m.onnx"
+            model_factory.mobilefacenet_like(size=32),
+            InputSpec(size=[32, 32], channels="GRAY", mean=[0], std=[1]),
+            tmp_path / "m.onnx",
         )
+
+
+def test_static_size_differing_from_the_config_is_left_to_prepare(tmp_path: Path) -> None:
+    """A static placeholder size is not refused up front: prepare tries the configured size first."""
+    value = image_input(
+        model_factory.mobilefacenet_like(size=32), InputSpec(size=[112, 112]), tmp_path / "m.onnx"
+    )
+    assert value.name == "data"
 
 
 def test_inspect_reports_ops_and_initializer_inputs(tmp_path: Path) -> None:
@@ -112,3 +125,79 @@ def test_model_without_inputs_is_refused(tmp_path: Path) -> None:
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
     with pytest.raises(ModelError, match="no inputs"):
         image_input(model, InputSpec(size=[8, 8]), tmp_path / "noin.onnx")
+
+
+def _fixes(report) -> list[tuple[str, int, str, int | str, int | str]]:
+    return [(f.input, f.axis, f.dim, f.from_, f.to) for f in report.input_fixes]
+
+
+def test_inspect_without_config_names_the_dims_it_will_fix(tmp_path: Path) -> None:
+    report = inspect_model(detector(["N", 3, "H", "W"]), tmp_path / "m.onnx")
+    assert _fixes(report) == [
+        ("image", 0, "batch", "N", 1),
+        ("image", 2, "height", "H", "[models].input.size[0]"),
+        ("image", 3, "width", "W", "[models].input.size[1]"),
+    ]
+
+
+def test_inspect_with_config_gives_the_exact_values(tmp_path: Path) -> None:
+    model = detector([10, 3, 16, 16])
+    report = inspect_model(model, tmp_path / "m.onnx", InputSpec(size=[32, 32]))
+    assert _fixes(report) == [
+        ("image", 0, "batch", 10, 1),
+        ("image", 2, "height", 16, 32),
+        ("image", 3, "width", 16, 32),
+    ]
+    assert all(f.why for f in report.input_fixes)
+
+
+def _config(tmp_path: Path, source: Path, size: int) -> Path:
+    path = tmp_path / "packager.toml"
+    path.write_text(
+        f'[project]\nname = "a"\nversion = "1"\n\n[[models]]\nname = "det"\nsource = "{source.name}"\n'
+        f'input = {{ size = [{size}, {size}] }}\nevaluation = {{ pairs = "p.txt" }}\nvariants = ["fp16"]\n'
+    )
+    return path
+
+
+def test_check_json_lists_input_fixes_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = model_factory.save(detector([10, 3, 16, 16]), tmp_path / "det.onnx")
+    config = _config(tmp_path, source, 32)
+    assert main(["check", str(source), "--json", "--config", str(config)]) == 0
+    fixes = json.loads(capsys.readouterr().out)["input_fixes"]
+    assert [(f["input"], f["axis"], f["from"], f["to"]) for f in fixes] == [
+        ("image", 0, 10, 1),
+        ("image", 2, 16, 32),
+        ("image", 3, 16, 32),
+    ]
+    assert all(f["why"] for f in fixes)
+
+
+def test_check_with_config_refuses_a_size_the_graph_cannot_run_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = model_factory.save(detector([1, 3, 16, 16], pin_size=True), tmp_path / "det.onnx")
+    assert main(["check", str(source), "--config", str(_config(tmp_path, source, 32))]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot run at [1, 3, 32, 32]" in err and "size = [16, 16]" in err
+
+
+def test_check_without_config_says_batch_to_one_and_size_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = model_factory.save(detector(["N", 3, "H", "W"]), tmp_path / "det.onnx")
+    assert main(["check", str(source)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "image[0] batch N → 1" in out
+    assert "image[2] height H → [models].input.size[0]" in out
+
+
+def test_check_with_config_prints_the_exact_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = model_factory.save(detector(["N", 3, "H", "W"]), tmp_path / "det.onnx")
+    assert main(["check", str(source), "--config", str(_config(tmp_path, source, 48))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "image[2] height H → 48" in out and "image[3] width W → 48" in out

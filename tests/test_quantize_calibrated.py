@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import model_factory
 import numpy as np
+import onnx
+import pytest
 from quantize_helpers import context
 
 from packager.quantize.calibrated import Calibrated, load_ranges, save_ranges
+from packager.quantize.calibration import quantizable_nodes
 
 
 def test_calibration_folder_holds_a_runnable_int8_model_and_its_choice(tmp_path: Path) -> None:
@@ -31,3 +35,24 @@ def test_ranges_round_trip_bit_exactly(tmp_path: Path) -> None:
         low, high = again.data[name].range_value
         assert np.array_equal(low, td.range_value[0]) and low.dtype == np.asarray(td.range_value[0]).dtype
         assert np.array_equal(high, td.range_value[1])
+
+
+def test_preprocessed_model_names_every_node(tmp_path: Path) -> None:
+    # The source's pixel normalization (Mul, Sub) is unnamed, as exporters often leave it; an empty
+    # name in an exclude list would keep every unnamed node in float.
+    ctx = context(tmp_path, "int8-qdq")
+    assert ctx.calibrated is not None
+    names = [n.name for n in onnx.load(str(Calibrated(ctx.calibrated).preprocessed)).graph.node]
+    assert all(names) and len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("output", "head", "other"), [("embedding", "fc", "aux_fc"), ("logits", "aux_fc", "fc")]
+)
+def test_quantizable_nodes_of_an_output_leave_other_heads_out(
+    tmp_path: Path, output: str, head: str, other: str
+) -> None:
+    path = model_factory.save(model_factory.resnet_like(two_heads=True), tmp_path / "two.onnx")
+    nodes = quantizable_nodes(path, output=output)
+    assert head in nodes and other not in nodes and "conv_6" in nodes
+    assert set(quantizable_nodes(path)) == set(nodes) | {other}

@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import model_factory
 import onnx
-from quantize_helpers import calibration_data, context, mean_cosine, op_counts
+import pytest
+from quantize_helpers import (
+    CONV_RELU_NETS,
+    MIN_INT8_COSINE,
+    calibration_data,
+    context,
+    float_weight_nodes,
+    held_out_data,
+    mean_cosine,
+    op_counts,
+    output_names_in_onnxruntime,
+)
 
 from packager.quantize import registry
+from packager.quantize.calibrated import Calibrated
+from packager.quantize.calibration import build_qdq
 
 
 def test_qdq_wraps_every_conv_and_gemm_with_per_channel_weights(tmp_path: Path) -> None:
@@ -47,3 +62,43 @@ def test_percentile_candidates_are_scored_and_the_best_kept(tmp_path: Path) -> N
     scores = details["calibration_candidates"]
     assert set(scores) == {"percentile 99.9", "percentile 99.999"}
     assert details["calibration"] == max(scores, key=scores.get)
+
+
+@pytest.mark.parametrize("build", CONV_RELU_NETS.values(), ids=list(CONV_RELU_NETS))
+def test_qdq_folds_relu_and_clip_and_stays_close_to_fp32(
+    tmp_path: Path, build: Callable[[], onnx.ModelProto]
+) -> None:
+    ctx = context(tmp_path, "int8-qdq", build=build)
+    registry.get("int8-qdq").run(ctx)
+    ops, source_ops = op_counts(ctx.output), op_counts(ctx.reference)
+    assert ops["Conv"] == source_ops["Conv"] and ops["Gemm"] == 1
+    assert "Relu" not in ops and "Clip" not in ops  # folded into the producers' output QDQ
+    assert float_weight_nodes(ctx.output) == set()
+    assert output_names_in_onnxruntime(ctx.output) == ["embedding"]
+    assert mean_cosine(ctx.reference, ctx.output, held_out_data()) >= MIN_INT8_COSINE
+
+
+@pytest.mark.parametrize(
+    ("build", "conv", "activation"),
+    [(model_factory.resnet_like, "conv_6", "Relu"), (model_factory.mobilenet_like, "conv_10", "Clip")],
+    ids=["conv-bn-relu", "depthwise-clip6"],
+)
+def test_excluding_a_conv_followed_by_an_activation_keeps_both_in_float(
+    tmp_path: Path, build: Callable[[], onnx.ModelProto], conv: str, activation: str
+) -> None:
+    ctx = context(tmp_path, "int8-qdq", build=build)
+    calibrated = Calibrated(ctx.calibrated)
+    path = build_qdq(
+        calibrated.preprocessed,
+        calibrated.ranges(),
+        calibrated.settings(),
+        tmp_path / "x.onnx",
+        exclude=[conv],
+    )
+    graph = onnx.load(str(path)).graph
+    assert float_weight_nodes(path) == {conv}
+    written = {n.name: n.output[0] for n in graph.node}[conv]
+    readers = [n.op_type for n in graph.node if written in n.input]
+    assert readers == [activation]  # not folded: its input is no longer quantized
+    output_names_in_onnxruntime(path)
+    assert mean_cosine(ctx.reference, path, held_out_data()) >= MIN_INT8_COSINE

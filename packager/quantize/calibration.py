@@ -13,11 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from packager.config import CalibrationSpec
 from packager.validate.runners import ProgressFn
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,37 @@ class QdqSettings:
 
 
 def preprocess_for_quantization(reference: Path, output: Path) -> Path:
-    """ORT's recommended pre-pass (BN folding, symbolic shapes); measured to help on SFace (DESIGN §5.13)."""
+    """ORT's recommended pre-pass (BN folding, symbolic shapes); measured to help on SFace (DESIGN §5.13).
+
+    Unnamed nodes then get names (``<op_type>_<index>``, made unique): the quantizer excludes nodes
+    by name and sensitivity matches the float and QDQ graphs by name, and an empty name in an exclude
+    list would keep *every* unnamed node in float.
+    """
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(reference), str(output), skip_symbolic_shape=False)
+    model = onnx.load(str(output))
+    if name_unnamed_nodes(model.graph):
+        onnx.save(model, str(output))
     return output
+
+
+def name_unnamed_nodes(graph: onnx.GraphProto) -> int:
+    """Give each unnamed node of ``graph`` a unique deterministic name; return how many were named."""
+    taken = {n.name for n in graph.node if n.name}
+    named = 0
+    for index, node in enumerate(graph.node):
+        if node.name:
+            continue
+        name, suffix = f"{node.op_type}_{index}", 0
+        while name in taken:
+            suffix += 1
+            name = f"{node.op_type}_{index}_{suffix}"
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named
 
 
 def calibrate(
@@ -141,7 +171,9 @@ def choose_calibration(
     scores: dict[str, float] = {}
     for i, (label, ranges) in enumerate(candidates.items()):
         paths[label] = build_qdq(model, ranges, settings, work / f"candidate-{i}.onnx")
-        scores[label] = cosine_stats(expected, OrtRunner(paths[label], "reference", output=output).run(probe)).mean
+        scores[label] = cosine_stats(
+            expected, OrtRunner(paths[label], "reference", output=output).run(probe)
+        ).mean
         log.info("calibration %s: mean cosine %.5f on %d probe inputs", label, scores[label], len(probe))
     best = max(scores, key=lambda label: scores[label])  # first of equals wins, as candidates are ordered
     return CalibrationChoice(best, candidates[best], paths[best], scores)
@@ -172,13 +204,41 @@ def quiet_ort_logging() -> Iterator[None]:
             handler.removeFilter(quiet)
 
 
-def quantizable_nodes(model: Path) -> list[str]:
-    """Names of nodes the QDQ quantizer would touch (its own op registry)."""
+def quantizable_nodes(model: Path, output: str | None = None) -> list[str]:
+    """Names of nodes the QDQ quantizer would touch (its own op registry), in graph order.
+
+    With ``output`` (a graph output name), only the nodes that influence it: a multi-output model's
+    other heads cannot change the scored output, so ranking or keeping them in float buys nothing.
+    Unnamed nodes are left out (they cannot be excluded by name; see :func:`preprocess_for_quantization`).
+    Raises ValueError when ``output`` is not an output of the model.
+    """
     import onnx
     from onnxruntime.quantization.registry import QDQRegistry
 
     graph = onnx.load(str(model), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type in QDQRegistry]
+    nodes = [n for n in graph.node if n.name and n.op_type in QDQRegistry]
+    if output is None:
+        return [n.name for n in nodes]
+    if output not in {o.name for o in graph.output}:
+        raise ValueError(f"{model.name} has no output {output!r}")
+    upstream = feeding_nodes(graph, output)
+    return [n.name for n in nodes if n.name in upstream]
+
+
+def feeding_nodes(graph: onnx.GraphProto, tensor: str) -> set[str]:
+    """Names of the nodes ``tensor`` depends on (its producer and everything upstream of it)."""
+    producer = {out: node for node in graph.node for out in node.output if out}
+    seen: set[int] = set()
+    names: set[str] = set()
+    pending = [tensor]
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(node.name)
+        pending.extend(t for t in node.input if t)
+    return names
 
 
 def build_qdq(

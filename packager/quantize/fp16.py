@@ -1,22 +1,63 @@
-"""FP16 weights and compute, float32 inputs/outputs so the app's tensors do not change."""
+"""FP16 weights and compute, float32 inputs/outputs so the app's tensors do not change.
+
+The converter is onnxconverter-common 1.16 ``float16.convert_float_to_float16``. Order of work:
+
+1. Fold with onnxruntime's basic graph optimizations (ORT_ENABLE_BASIC, CPU EP, saved through
+   ``optimized_model_filepath``): constant folding, Conv+BatchNorm fusion and other rewrites that
+   produce standard ONNX ops only (ORT docs, "Graph optimizations": basic level is applied before
+   partitioning, for every EP). Unfolded, a BatchNorm variance of ~1e8 (PP-OCRv4 det) is clamped by
+   the converter and the model is destroyed (cosine 0.37 at 640x640); folded into the Conv it is a
+   small weight (0.9994). One host effect: for FP16 nodes the x86 CPU EP has no kernel for, the saved
+   graph computes them in float behind ``InsertedPrecisionFreeCast_*`` Casts of their FP16 weights.
+2. Make the graph one the converter handles: a ``Cast(to=FLOAT)`` of an FP16 initializer (a
+   ``model.half()`` export, or those inserted Casts) becomes the FP32 initializer (exact); every
+   other ``Cast(to=FLOAT)`` becomes ``Cast(to=FLOAT16)``, because the converter rewrites a Cast's
+   output type to FLOAT16 but not its ``to`` attribute, which onnxruntime refuses ("Type
+   (tensor(float16)) of output arg ... does not match expected type (tensor(float))"). Nodes whose
+   ONNX schema allows no FP16 for a float tensor they use (QuantizeLinear at opset 13, Celu, ...)
+   stay float.
+3. Range audit (:mod:`packager.quantize.fp16_range`): weights beyond 65504, and, with calibration
+   data, activations; those nodes stay float (``node_block_list``).
+4. Convert with ``check_fp16_ready=False``. That check refuses a graph with any FP16 tensor, to stop
+   converting a converted model twice; after step 2 the only FP16 left is compute the exporter chose
+   (an autocast region), which the converter leaves alone (it rewrites FLOAT tensors only).
+5. Repair what 1.16 gets wrong around float nodes, repack, and load the result in onnxruntime
+   (ORT_DISABLE_ALL) so a broken graph is reported here with the converter named.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
 
+from packager.errors import ConversionError
+from packager.quantize import fp16_range
 from packager.quantize.registry import QuantizeContext, register
 
+log = logging.getLogger(__name__)
 
-def _repack_raw(model) -> int:  # onnx.ModelProto -> count
-    """Store FP16 initializers as raw bytes.
+CONVERTER = "onnxconverter-common float16 (convert_float_to_float16)"
+FOLDER = "onnxruntime graph optimizer (ORT_ENABLE_BASIC)"
+MIN_POSITIVE = 1e-7
+"""The converter's default ``min_positive_val``: smaller non-zero weights become +-1e-7 (harmless)."""
+FIX = (
+    'drop "fp16" from this model\'s variants in packager.toml (the other variants are unaffected) and '
+    "report the model to https://github.com/microsoft/onnxconverter-common/issues"
+)
+
+
+def _repack_raw(model: onnx.ModelProto) -> int:
+    """Store FP16 initializers as raw bytes; returns how many were rewritten.
 
     onnxconverter-common writes them into ``int32_data`` (4 bytes per half): the file is then 0.63x
     FP32 instead of 0.50x (DESIGN §5.15).
     """
-    from onnx import TensorProto, numpy_helper
-
     count = 0
     for tensor in model.graph.initializer:
         if tensor.data_type == TensorProto.FLOAT16 and not tensor.raw_data:
@@ -26,22 +67,325 @@ def _repack_raw(model) -> int:  # onnx.ModelProto -> count
     return count
 
 
-@register("fp16", needs_calibration=False, summary="FP16 weights and compute; float32 I/O")
+@register(
+    "fp16",
+    needs_calibration=False,
+    reads_calibration_data=True,
+    summary="FP16 weights and compute; float32 I/O",
+)
 def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
-    import onnx
-    from onnxconverter_common import float16
+    step = f"quantize[{ctx.spec.name}:fp16]"
+    source = onnx.load(str(ctx.reference))
+    model = onnx.load(str(_fold(ctx.reference, ctx.work_dir / "folded.onnx", step)))
+    _name_nodes(model.graph)
+    # ORT's saved model imports every domain it knows (com.microsoft, org.pytorch.aten, ...): keep the used.
+    used = {n.domain for n in model.graph.node} | {""}
+    kept_imports = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(kept_imports)
+    upcast = _upcast_fp16_constants(model.graph)
+    model = onnx.shape_inference.infer_shapes(model)
+    types = _elem_types(model.graph)
 
-    model = onnx.load(str(ctx.reference))
-    # The converter warns once per weight value outside FP16's range; count them for the manifest instead.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
-    clamped = sum(1 for w in caught if "truncated" in str(w.message))
+    weights = fp16_range.weights_out_of_range(model)
+    audit: dict[str, object]
+    kept = {n for w in weights for n in w.nodes}
+    if ctx.calibration_data is None:
+        audit = fp16_range.not_run(
+            "no calibration data (the config has no [models.calibration] table): activation ranges are "
+            "unknown, and this host's onnxruntime computes most FP16 nodes in float, so validation here "
+            "cannot show FP16 overflow"
+        )
+    else:
+        ranges = _audit(model, np.load(ctx.calibration_data), step)
+        audit = ranges.record()
+        kept |= {k.node for k in ranges.kept_in_float}
+    no_fp16 = _no_fp16_in_schema(model, types)
+    kept |= set(no_fp16)
+    retargeted = _retarget_float_casts(model.graph, kept)
+    _private_initializers(model.graph, kept)
+
+    converted = _convert(model, kept, step)
+    _bypass_cast_pairs(converted.graph)
+    _restore_float_outputs(converted.graph, {o.name for o in source.graph.output if _is_float(o)})
     repacked = _repack_raw(converted)
     onnx.save(converted, str(ctx.output))
+    _check_loads(ctx.output, step)
     return {
         "tool": "onnxconverter_common.float16",
         "keep_io_types": True,
+        "max_finite_val": fp16_range.FP16_MAX,
+        "folded": _fold_summary(source, model),
+        "source_fp16_initializers": sum(
+            1 for t in source.graph.initializer if t.data_type == TensorProto.FLOAT16
+        ),
+        "fp16_weights_upcast": upcast,
+        "casts_to_fp16": retargeted,
+        "no_fp16_in_schema": no_fp16,
+        "float_by_converter_default": _default_float_ops(model.graph),
+        "fp16_weight_range": {
+            "limit": fp16_range.FP16_MAX,
+            "out_of_range": [w.record() for w in weights],
+            "min_positive_val": MIN_POSITIVE,
+            "initializers_with_values_raised_to_min": fp16_range.weights_below(
+                model, MIN_POSITIVE, skip={i for n in model.graph.node if n.name in kept for i in n.input}
+            ),
+        },
+        "fp16_range_audit": audit,
+        "kept_in_float": sorted(kept),
         "initializers_repacked_raw": repacked,
-        "values_clamped_to_fp16_range": clamped,
     }
+
+
+def _fold(reference: Path, output: Path, step: str) -> Path:
+    """Write ``reference`` after onnxruntime's basic optimizations (CPU EP) to ``output``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(output)
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(reference), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises several pybind exception types
+        raise ConversionError(step, FOLDER, _first_line(exc), FIX) from exc
+    return output
+
+
+def _fold_summary(source: onnx.ModelProto, folded: onnx.ModelProto) -> dict[str, object]:
+    def count(model: onnx.ModelProto, op: str | None = None) -> int:
+        return sum(1 for n in model.graph.node if op is None or n.op_type == op)
+
+    return {
+        "tool": FOLDER,
+        "nodes": [count(source), count(folded)],
+        "batchnorm": [count(source, "BatchNormalization"), count(folded, "BatchNormalization")],
+    }
+
+
+def _audit(model: onnx.ModelProto, data: np.ndarray, step: str) -> fp16_range.RangeAudit:
+    try:
+        return fp16_range.audit_activations(model, data)
+    except Exception as exc:  # onnxruntime's own errors; the FP32 model loaded before, so say which run
+        raise ConversionError(step, "onnxruntime (FP16 range audit run)", _first_line(exc), FIX) from exc
+
+
+def _convert(model: onnx.ModelProto, kept: set[str], step: str) -> onnx.ModelProto:
+    from onnxconverter_common import float16
+
+    try:
+        # Out-of-range weights are findings of the audit and stay float; the converter's per-tensor
+        # "will be truncated" warnings would only repeat them (and the harmless tiny-value ones).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float16.convert_float_to_float16(
+                model,
+                min_positive_val=MIN_POSITIVE,
+                max_finite_val=fp16_range.FP16_MAX,
+                keep_io_types=True,
+                disable_shape_infer=True,  # inferred before the Casts were retargeted
+                node_block_list=sorted(kept),
+                check_fp16_ready=False,
+            )
+    except Exception as exc:  # the converter raises ValueError, AssertionError, KeyError...
+        raise ConversionError(step, CONVERTER, f"{type(exc).__name__}: {_first_line(exc)}", FIX) from exc
+
+
+def _check_loads(path: Path, step: str) -> None:
+    """Load the converted model as the reference-mode validation will, and name the node it refuses."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        message = _first_line(exc)
+        node = re.search(r"node \(([^()]+)\)|node with name '([^']+)'", message)
+        name = next((g for g in node.groups() if g), None) if node else None
+        raise ConversionError(
+            step, CONVERTER, f"wrote a model onnxruntime refuses: {message}", FIX, node=name
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- graph edits before conversion -------------------------------------------------------------
+
+
+def _name_nodes(graph: onnx.GraphProto) -> None:
+    """Give unnamed or duplicate-named nodes unique names: the block list matches by name, and an
+    empty name in it would match every unnamed node."""
+    seen: set[str] = set()
+    for index, node in enumerate(graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+            while node.name in seen:
+                node.name += "_"
+        seen.add(node.name)
+
+
+def _upcast_fp16_constants(graph: onnx.GraphProto) -> int:
+    """Replace ``Cast(to=FLOAT)`` of an FP16 initializer by that initializer in FP32 (exact)."""
+    fp16 = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    outputs = {o.name for o in graph.output}
+    done = []
+    for node in graph.node:
+        if _cast_to(node) == TensorProto.FLOAT and node.input[0] in fp16 and node.output[0] not in outputs:
+            array = numpy_helper.to_array(fp16[node.input[0]]).astype(np.float32)
+            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+            done.append(node)
+    for node in done:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input} | outputs
+    for name, tensor in fp16.items():
+        if name not in used:
+            graph.initializer.remove(tensor)
+    return len(done)
+
+
+def _retarget_float_casts(graph: onnx.GraphProto, kept: set[str]) -> list[str]:
+    """``Cast(to=FLOAT)`` -> ``Cast(to=FLOAT16)`` outside the float nodes; returns their names."""
+    names = []
+    for node in graph.node:
+        if _cast_to(node) == TensorProto.FLOAT and node.name not in kept:
+            next(a for a in node.attribute if a.name == "to").i = TensorProto.FLOAT16
+            names.append(node.name)
+    return names
+
+
+def _no_fp16_in_schema(model: onnx.ModelProto, types: dict[str, int]) -> list[str]:
+    """Nodes whose ONNX schema (at the model's opset) allows no FP16 where they use a float tensor.
+
+    The converter would give them FP16 anyway: its ``DEFAULT_OP_BLOCK_LIST`` (skipped here, those
+    stay float) is a fixed list, while the schema's type constraints are the source of truth, e.g.
+    QuantizeLinear-13 ``T1`` is float/int32 and DequantizeLinear-13 outputs ``tensor(float)`` only.
+    """
+    from onnxconverter_common import float16
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    found = []
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type in float16.DEFAULT_OP_BLOCK_LIST:
+            continue
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, "")
+        except onnx.defs.SchemaError:
+            continue
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        for formals, actuals in ((schema.inputs, node.input), (schema.outputs, node.output)):
+            slots = [
+                formals[min(i, len(formals) - 1)]  # the last formal parameter may be variadic
+                for i, name in enumerate(actuals)
+                if name and formals and types.get(name) == TensorProto.FLOAT
+            ]
+            if any("tensor(float16)" not in allowed.get(f.type_str, {f.type_str}) for f in slots):
+                found.append(node.name)
+                break
+    return sorted(found)
+
+
+def _private_initializers(graph: onnx.GraphProto, kept: set[str]) -> None:
+    """Give float nodes their own copy of an initializer they share with FP16 nodes.
+
+    The converter leaves every input of a blocked node in FP32 (``process_initializers``), so a
+    shared one (onnxruntime's ConstantSharing makes many) would reach the FP16 node as float.
+    """
+    by_name = {t.name: t for t in graph.initializer}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in set(node.input):
+            if name in by_name:
+                users.setdefault(name, []).append(node)
+    for name, nodes in users.items():
+        if by_name[name].data_type != TensorProto.FLOAT or len({n.name in kept for n in nodes}) < 2:
+            continue
+        copy = onnx.TensorProto()
+        copy.CopyFrom(by_name[name])
+        copy.name = f"{name}_fp32"
+        graph.initializer.append(copy)
+        for node in nodes:
+            if node.name in kept:
+                node.input[:] = [copy.name if i == name else i for i in node.input]
+
+
+def _default_float_ops(graph: onnx.GraphProto) -> dict[str, int]:
+    """Nodes per op type that the converter keeps float by default (``DEFAULT_OP_BLOCK_LIST``)."""
+    from onnxconverter_common import float16
+
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in float16.DEFAULT_OP_BLOCK_LIST:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# --- graph repairs after conversion ------------------------------------------------------------
+
+
+def _bypass_cast_pairs(graph: onnx.GraphProto) -> None:
+    """Feed ``Cast(to=FLOAT)`` of ``Cast(to=FLOAT16)`` of a float tensor from that tensor directly.
+
+    The converter puts such a pair between two float nodes; its ``remove_unnecessary_cast_node``
+    only removes pairs with one consumer (1.16 compares the multi-consumer case against the wrong
+    constants). Through FP16, a value beyond 65504 between two float nodes would become inf.
+    """
+    types = _elem_types(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        first = producers.get(node.input[0]) if _cast_to(node) == TensorProto.FLOAT else None
+        if first is not None and _cast_to(first) == TensorProto.FLOAT16:
+            source = first.input[0]
+            if _type_of(source, producers, types) == TensorProto.FLOAT:
+                node.input[0] = source  # now a float -> float Cast, which onnxruntime elides
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for node in [n for n in graph.node if _cast_to(n) == TensorProto.FLOAT16 and n.output[0] not in used]:
+        graph.node.remove(node)
+
+
+def _restore_float_outputs(graph: onnx.GraphProto, float_outputs: set[str]) -> None:
+    """Keep float32 graph outputs float32 when a float node produces them.
+
+    The converter's ``insert_cast16_after_node`` makes the node's output a Cast to FLOAT16 and
+    retypes the graph output to FLOAT16, after which ``keep_io_types`` no longer sees a float output
+    to preserve: make that Cast one to FLOAT again (a no-op when its input is float).
+    """
+    producers = {o: n for n in graph.node for o in n.output}
+    for output in graph.output:
+        producer = producers.get(output.name)
+        if output.name in float_outputs and producer is not None and _cast_to(producer) is not None:
+            next(a for a in producer.attribute if a.name == "to").i = TensorProto.FLOAT
+            output.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    if node.op_type != "Cast":
+        return None
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
+def _is_float(value: onnx.ValueInfoProto) -> bool:
+    return value.type.tensor_type.elem_type == TensorProto.FLOAT
+
+
+def _elem_types(graph: onnx.GraphProto) -> dict[str, int]:
+    types = {t.name: t.data_type for t in graph.initializer}
+    types.update(
+        {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
+    )
+    return types
+
+
+def _type_of(name: str, producers: dict[str, onnx.NodeProto], types: dict[str, int]) -> int | None:
+    """A tensor's element type: a Cast's ``to`` when a Cast makes it (value_info can be stale), else
+    the graph's value_info."""
+    producer = producers.get(name)
+    to = _cast_to(producer) if producer is not None else None
+    return to if to is not None else types.get(name)

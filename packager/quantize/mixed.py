@@ -3,6 +3,10 @@
 Grows the float set in order of measured sensitivity until the variant reaches its own accuracy
 target (mean cosine to FP32 in the reference mode, on probe inputs) or a limit is hit: the share of
 float nodes or the size budget. Every step's result is recorded so the choice can be audited.
+
+Candidates are the quantizable nodes that influence the scored output (a multi-output model's other
+heads are never ranked), less the Relu/Clip nodes the quantizer folds into their producer (they are
+scored with it, see :mod:`packager.quantize.sensitivity`); the float share is counted over them.
 """
 
 from __future__ import annotations
@@ -59,13 +63,19 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
         cosine = cosine_stats(expected, OrtRunner(path, "reference", output=scored).run(probe)).mean
         return path, cosine, path.stat().st_size / reference_bytes
 
-    candidates = quantizable_nodes(pre)
+    # Only nodes upstream of the scored output: another head's nodes cannot move its cosine.
+    candidates = quantizable_nodes(pre, output=scored)
     ratio = calibrated.int8.stat().st_size / reference_bytes
     scores = details["calibration_candidates"]
     assert isinstance(scores, dict)
     best = (calibrated.int8, float(scores[str(details["calibration"])]), ratio)
     history: list[dict[str, object]] = [{"float_nodes": 0, "mean_cosine": best[1], "size_ratio": ratio}]
-    ranking = node_sensitivity(pre, calibrated.int8, probe[:SENSITIVITY_PROBES], candidates)
+    scored_nodes = node_sensitivity(pre, calibrated.int8, probe[:SENSITIVITY_PROBES], candidates)
+    # A Relu/Clip the quantizer folded into its producer is no node of its own in INT8: keeping it
+    # in float changes nothing, its producer is the candidate (and carries its error).
+    ranking = [s for s in scored_nodes if s.scored_with is None]
+    folded = {s.node: s.scored_with for s in scored_nodes if s.scored_with is not None}
+    candidates = [c for c in candidates if c not in folded]
     chosen: list[NodeSensitivity] = []
     max_float = int(limits.max_float_share * len(candidates))
     affordable = _affordable(ranking, reference_bytes, ratio, limits.max_size_ratio)
@@ -96,6 +106,7 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
         "target_reached": best[1] >= limits.target_mean_cosine,
         "stop_reason": stop_reason,
         "quantizable_nodes": len(candidates),
+        "folded_activations": folded,
         "float_nodes": [
             {"node": s.node, "op": s.op_type, "sqnr_loss_db": round(s.loss_db, 2), "why": "sensitivity rank"}
             for s in chosen

@@ -57,6 +57,10 @@ class ModelView:
     modes: Table
     verification: Table | None
     variants: list[VariantView]
+    findings: list[str] = field(default_factory=list)
+    """Statements a release engineer must read: failed variants, values a converter clamped, nodes
+    kept in float and why, an optimization level the app must use."""
+    failures: Table | None = None
     roc_png: str | None = None
     """A ``data:image/png;base64,...`` URI, filled for the HTML report only."""
 
@@ -220,10 +224,37 @@ def _io(items: list[IOInfo]) -> str:
     return "; ".join(f"{io.name} {io.dtype} [{', '.join(str(d) for d in io.shape)}]" for io in items)
 
 
+def _findings(model: ModelResult) -> list[str]:
+    found = [
+        f"{f.variant} was not built ({'optional' if f.optional else 'required'}): {f.error}"
+        for f in model.failed
+    ]
+    for variant, _ in _all(model):
+        raw = variant.details.get("findings", [])
+        found += [f"{variant.variant}: {item}" for item in (raw if isinstance(raw, list) else [raw])]
+        for mode in _mode_order(variant.modes):
+            m = variant.modes[mode]
+            if m.optimization_fallback:
+                found.append(
+                    f"{variant.variant} ({mode} mode) ran at onnxruntime graph optimization level "
+                    f"{m.optimization_level!r}: {m.optimization_fallback}. The app must set the same level."
+                )
+    return found
+
+
+def _failures(model: ModelResult) -> Table | None:
+    if not model.failed:
+        return None
+    rows = [[f.variant, "optional" if f.optional else "required", f.step, f.error] for f in model.failed]
+    return Table(["variant", "required", "failed step", "cause"], rows)
+
+
 def model_view(model: ModelResult) -> ModelView:
     facts = [
         ("source", model.source),
         ("source sha256", model.source_sha256),
+        *[(f"source file {name}", digest) for name, digest in model.source_files.items()],
+        ("measured output", model.output or (model.outputs[0].name if model.outputs else "")),
         ("opset", str(model.opset)),
         ("inputs", _io(model.inputs)),
         ("outputs", _io(model.outputs)),
@@ -237,6 +268,8 @@ def model_view(model: ModelResult) -> ModelView:
         modes=_modes(model),
         verification=_verification(model),
         variants=[_variant_view(v, is_reference) for v, is_reference in _all(model)],
+        findings=_findings(model),
+        failures=_failures(model),
     )
 
 

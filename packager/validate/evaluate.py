@@ -38,8 +38,9 @@ def evaluate_mode(
     latency: LatencySettings,
     output_name: str | None,
     progress: Callable[[int, int], None] | None = None,
+    label: str | None = None,
 ) -> tuple[ModeResult, np.ndarray]:
-    runner = OrtRunner(model, mode, threads=latency.threads, output=output_name)
+    runner = OrtRunner(model, mode, threads=latency.threads, output=output_name, label=label)
     outputs = runner.run(data.tensors, progress)
     reference = outputs if data.reference_outputs is None else data.reference_outputs
     cosine = metrics.cosine_stats(reference, outputs)
@@ -57,6 +58,8 @@ def evaluate_mode(
         verification=verification,
         decision_flips=flips,
         latency=metrics.latency(times, latency.threads),
+        optimization_level=runner.optimization_level,
+        optimization_fallback=runner.optimization_fallback,
     )
     return result, outputs
 
@@ -68,19 +71,25 @@ def evaluate(
     latency: LatencySettings,
     output_name: str | None,
     progress: Callable[[str, int, int], None],
+    label: str | None = None,
 ) -> tuple[dict[str, ModeResult], np.ndarray]:
-    """All modes for one artifact; returns the first mode's outputs (the reference uses them)."""
+    """All modes for one artifact; returns the first mode's outputs (the reference uses them).
+
+    ``label`` names the artifact in progress and errors (default: the file's stem).
+    """
     results: dict[str, ModeResult] = {}
     first_outputs: np.ndarray | None = None
+    name = label or model.stem
     for mode in modes:
-        label = f"{model.stem} [{mode}]"
+        shown = f"{name} [{mode}]"
         result, outputs = evaluate_mode(
             model,
             mode,
             data,
             latency,
             output_name,
-            lambda done, total, label=label: progress(label, done, total),
+            lambda done, total, shown=shown: progress(shown, done, total),
+            label=name,
         )
         results[mode] = result
         first_outputs = outputs if first_outputs is None else first_outputs

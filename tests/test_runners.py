@@ -1,0 +1,118 @@
+"""Host runners: an artifact ORT's optimizer cannot load runs at the highest level that works."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from packager.errors import ConversionError, StepError
+from packager.validate.runners import OrtRunner
+
+
+def _layer_norms(blocks: int) -> onnx.ModelProto:
+    """Residual blocks of an exported LayerNorm (ReduceMean, Sub, Pow(2), ReduceMean, Add(eps), Sqrt, Div,
+    Mul, Add) with unnamed Constant nodes, as paddle2onnx writes them (PP-OCRv4 recognizer)."""
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    x = "x"
+    for k in range(blocks):
+        for name, value in ((f"two{k}", 2.0), (f"eps{k}", 1e-5)):
+            const = numpy_helper.from_array(np.asarray(value, np.float32), f"{name}_value")
+            nodes.append(helper.make_node("Constant", [], [name], value=const))
+        inits += [
+            numpy_helper.from_array(np.full(16, 1.5, np.float32), f"gamma{k}"),
+            numpy_helper.from_array(np.full(16, 0.1, np.float32), f"beta{k}"),
+        ]
+        nodes += [
+            helper.make_node("ReduceMean", [x], [f"mu{k}"], name=f"mean{k}", axes=[-1]),
+            helper.make_node("Sub", [x, f"mu{k}"], [f"d{k}"], name=f"sub{k}"),
+            helper.make_node("Pow", [f"d{k}", f"two{k}"], [f"sq{k}"], name=f"pow{k}"),
+            helper.make_node("ReduceMean", [f"sq{k}"], [f"var{k}"], name=f"var{k}", axes=[-1]),
+            helper.make_node("Add", [f"var{k}", f"eps{k}"], [f"ve{k}"], name=f"addeps{k}"),
+            helper.make_node("Sqrt", [f"ve{k}"], [f"sd{k}"], name=f"sqrt{k}"),
+            helper.make_node("Div", [f"d{k}", f"sd{k}"], [f"n{k}"], name=f"div{k}"),
+            helper.make_node("Mul", [f"n{k}", f"gamma{k}"], [f"g{k}"], name=f"scale{k}"),
+            helper.make_node("Add", [f"g{k}", f"beta{k}"], [f"y{k}"], name=f"shift{k}"),
+            helper.make_node("Add", [f"y{k}", x], [f"r{k}"], name=f"residual{k}"),
+        ]
+        x = f"r{k}"
+    graph = helper.make_graph(
+        nodes,
+        "layer_norms",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 8, 16])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def fp16_layer_norms(tmp_path: Path) -> Path:
+    """FP16 conversion of two LayerNorm blocks: ORT 1.23's SimplifiedLayerNormFusion fails on it at
+    ORT_ENABLE_ALL ("Attempting to get index by a name which does not exist"), EXTENDED loads it."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = float16.convert_float_to_float16(_layer_norms(2), keep_io_types=True)
+    path = tmp_path / "fp16.onnx"
+    onnx.save(converted, str(path))
+    return path
+
+
+def test_a_model_the_full_optimizer_cannot_load_runs_at_the_next_level_and_says_why(
+    fp16_layer_norms: Path,
+) -> None:
+    runner = OrtRunner(fp16_layer_norms, "default", label="fp16 of model rec")
+    assert runner.optimization_level == "extended"
+    assert runner.optimization_fallback is not None and "all" in runner.optimization_fallback
+    x = np.random.default_rng(0).normal(0, 1, (2, 8, 16)).astype(np.float32)
+    expected = x
+    for _ in range(2):
+        mu, var = expected.mean(-1, keepdims=True), expected.var(-1, keepdims=True)
+        expected = (expected - mu) / np.sqrt(var + 1e-5) * 1.5 + 0.1 + expected
+    assert np.abs(runner.run(x) - expected).max() < 0.05  # FP16 arithmetic, values up to ~5
+
+
+def test_a_model_that_loads_at_the_full_level_records_no_fallback(tmp_path: Path) -> None:
+    path = tmp_path / "fp32.onnx"
+    onnx.save(_layer_norms(1), str(path))
+    runner = OrtRunner(path, "default")
+    assert runner.optimization_level == "all" and runner.optimization_fallback is None
+
+
+def test_reference_mode_always_runs_unoptimized(fp16_layer_norms: Path) -> None:
+    assert OrtRunner(fp16_layer_norms, "reference").optimization_level == "disabled"
+
+
+def test_a_model_no_level_can_load_names_the_artifact_not_its_path(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"])],
+        "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    path = tmp_path / ".packager-cache" / "steps" / "ab" / "out" / "fp16.onnx"
+    path.parent.mkdir(parents=True)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    with pytest.raises(ConversionError) as err:
+        OrtRunner(path, "default", label="fp16 of model m")
+    message = str(err.value)
+    assert "fp16 of model m" in message and "NoSuchOp" in message
+    assert ".packager-cache" not in message
+
+
+def test_an_unknown_output_name_is_an_error_not_the_first_output(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_layer_norms(1), str(path))
+    with pytest.raises(StepError, match=r"no output 'embedding' \(outputs: r0\).*output\.name"):
+        OrtRunner(path, output="embedding")
