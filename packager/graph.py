@@ -321,6 +321,31 @@ def drop_initializer_inputs(model: onnx.ModelProto) -> int:
     return removed
 
 
+def _used_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name a node of ``graph`` or of its subgraphs (If/Loop bodies) reads."""
+    used = {o.name for o in graph.output}
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.type in (attr.GRAPH, attr.GRAPHS) else []:
+                used |= _used_names(sub)
+    return used
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> list[str]:
+    """Remove initializers no node reads (PyTorch exports keep BatchNorm's ``num_batches_tracked``).
+
+    onnxruntime removes them itself at load, with one warning per initializer on every session.
+    """
+    used = _used_names(model.graph)
+    unused = [t.name for t in model.graph.initializer if t.name not in used]
+    if unused:
+        keep = [t for t in model.graph.initializer if t.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+    return unused
+
+
 def upgrade_opset(model: onnx.ModelProto, target: int, path: Path) -> onnx.ModelProto:
     try:
         return onnx.version_converter.convert_version(model, target)

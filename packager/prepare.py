@@ -67,6 +67,9 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
     removed = graph.drop_initializer_inputs(model)
     if removed:
         changes.append(f"removed {removed} initializers listed as graph inputs")
+    unused = graph.drop_unused_initializers(model)
+    if unused:
+        changes.append(f"removed {len(unused)} initializers no node reads")
     model, name, fixes = fix_image_input(model, spec.input, source)
     changes += [f"fixed {fix.describe()} ({fix.why})" for fix in fixes]
 

@@ -176,3 +176,12 @@ def test_equivalence_runs_a_static_source_at_the_configured_size(tmp_path: Path)
     prepared = prepare_reference(spec_for(tmp_path, source), tmp_path / "fp32.onnx")
     cosines = _equivalence(source, onnx.load(str(prepared.path)), "image", [1, 3, 32, 32])
     assert min(cosines.values()) > 0.99999
+
+
+def test_initializers_no_node_reads_are_removed(tmp_path: Path) -> None:
+    model = detector(["N", 3, "H", "W"])
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.int64), "bn.num_batches_tracked"))
+    prepared = prepare_reference(spec_for(tmp_path, model), tmp_path / "fp32.onnx")
+    names = {t.name for t in onnx.load(str(prepared.path)).graph.initializer}
+    assert "bn.num_batches_tracked" not in names and len(names) == len(model.graph.initializer) - 1
+    assert "removed 1 initializers no node reads" in prepared.changes

@@ -236,6 +236,7 @@ def test_without_calibration_data_the_audit_is_recorded_as_not_run(tmp_path: Pat
     details = registry.get("fp16").run(_context(tmp_path, l2_embedder(), None))
     audit = details["fp16_range_audit"]
     assert audit["ran"] is False and "calibration" in audit["reason"]
+    assert any("audit did not run" in f for f in details["findings"])
     assert "kept_in_float" not in audit and "images" not in audit
 
 
@@ -258,6 +259,7 @@ def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -
     assert finding["initializer"] == "v" and finding["nodes"] == ["bn"]
     assert finding["value"] == 1e8 and finding["would_clamp_to"] == fp16_range.FP16_MAX
     assert "bn" in details["kept_in_float"]
+    assert any(f.startswith("weight v of bn holds 1e+08, beyond FP16") for f in details["findings"])
     # A float node making a graph output keeps that output float32 (the converter retypes it FP16).
     assert onnx.load(str(ctx.output)).graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
     x = _pixels(1) / 255

@@ -236,3 +236,37 @@ def test_write_report_is_byte_identical_across_renders(build: BuildResult, tmp_p
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes()
     assert not list((tmp_path / "a").glob(".*.tmp"))
+
+
+def test_findings_list_failed_variants_recipe_findings_and_optimization_fallbacks(
+    build: BuildResult,
+) -> None:
+    from packager.results import VariantFailure
+
+    model = build.models[0]
+    fp16 = model.variants[0]
+    fallback = fp16.modes["default"].model_copy(
+        update={"optimization_level": "extended", "optimization_fallback": "cannot load it at level all"}
+    )
+    fp16 = fp16.model_copy(
+        update={
+            "modes": {**fp16.modes, "default": fallback},
+            "details": {"findings": ["weight v of bn holds 1e+08, beyond FP16's ±65504: kept in float"]},
+        }
+    )
+    failure = VariantFailure(
+        variant="mixed", step="calibrate[face_embedder]", error="quantizer crashed", optional=True
+    )
+    model = model.model_copy(
+        update={"variants": [fp16, *model.variants[1:]], "failed": [failure], "output": "fc1"}
+    )
+    markdown = render_markdown(build.model_copy(update={"models": [model]}))
+    findings = markdown[markdown.index("### Findings") : markdown.index("### Failed variants")]
+    assert "- mixed was not built (optional): quantizer crashed" in findings
+    assert "- fp16: weight v of bn holds 1e+08" in findings
+    assert "fp16 (default mode) ran at onnxruntime graph optimization level 'extended'" in findings
+    assert _row(markdown, "mixed", after="### Failed variants") == [
+        "mixed", "optional", "calibrate[face_embedder]", "quantizer crashed"
+    ]  # fmt: skip
+    assert "measured output: `fc1`" in markdown
+    assert "Findings" in render_html(build.model_copy(update={"models": [model]}))

@@ -132,6 +132,7 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
             ),
         },
         "fp16_range_audit": audit,
+        "findings": fp16_range.findings(weights, audit),
         "kept_in_float": sorted(kept),
         "initializers_repacked_raw": repacked,
     }

@@ -146,6 +146,30 @@ def not_run(reason: str) -> dict[str, object]:
     return {"ran": False, "reason": reason}
 
 
+MAX_FINDINGS = 10
+
+
+def findings(weights: list[WeightFinding], audit: dict[str, object]) -> list[str]:
+    """The audit as sentences for the report's findings (the full record stays in the details)."""
+    found = [
+        f"weight {w.initializer} of {', '.join(w.nodes)} holds {w.value:.4g}, beyond FP16's ±{FP16_MAX:.0f} "
+        f"(conversion would clamp it to {np.copysign(FP16_MAX, w.value):.0f}): kept in float"
+        for w in weights
+    ]
+    if not audit.get("ran"):
+        found.append(f"FP16 activation range audit did not run: {audit.get('reason')}")
+    kept = audit.get("kept_in_float", [])
+    assert isinstance(kept, list)
+    found += [
+        f"{k['op']} {k['node']} reaches {k['max_abs']:.4g} on the calibration images ({k['why']}): "
+        "kept in float"
+        for k in kept[:MAX_FINDINGS]
+    ]
+    if len(kept) > MAX_FINDINGS:
+        found.append(f"... and {len(kept) - MAX_FINDINGS} more nodes kept in float (see fp16_range_audit)")
+    return found
+
+
 def weights_out_of_range(model: onnx.ModelProto) -> list[WeightFinding]:
     """Float initializers of the main graph with a finite ``|value| > FP16_MAX``.
 
