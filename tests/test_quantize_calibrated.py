@@ -56,3 +56,24 @@ def test_quantizable_nodes_of_an_output_leave_other_heads_out(
     nodes = quantizable_nodes(path, output=output)
     assert head in nodes and other not in nodes and "conv_6" in nodes
     assert set(quantizable_nodes(path)) == set(nodes) | {other}
+
+
+def test_candidate_ranges_are_scored_on_the_configured_output_not_the_first(tmp_path: Path) -> None:
+    from packager.validate.metrics import cosine_stats
+    from packager.validate.runners import OrtRunner
+
+    ctx = context(
+        tmp_path,
+        "int8-qdq",
+        build=lambda: model_factory.resnet_like(two_heads=True),  # outputs: logits, embedding
+        output={"name": "embedding"},
+    )
+    assert ctx.calibrated is not None
+    calibrated = Calibrated(ctx.calibrated)
+    assert calibrated.scored_output() == "embedding"
+    probe = calibrated.probe()
+    expected = OrtRunner(ctx.reference, "reference", output="embedding").run(probe)
+    assert np.array_equal(calibrated.expected(), expected)
+    measured = OrtRunner(calibrated.int8, "reference", output="embedding").run(probe)
+    score = calibrated.details()["calibration_candidates"]["minmax"]
+    assert score == round(cosine_stats(expected, measured).mean, 6)
