@@ -361,6 +361,9 @@ def infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False, data_prop=True)
     except Exception as exc:  # inference errors come from C++ as several exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            path, f"shape inference failed ({exc})", "check the model with `packager check`"
+            path,
+            f"onnx shape inference rejects the model's types or shapes ({first})",
+            "re-export the model with a current exporter (the node named above is where its types disagree)",
         ) from None

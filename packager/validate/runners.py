@@ -107,8 +107,9 @@ class OrtRunner:
                 f"load {self.label}",
                 "onnxruntime",
                 f"cannot load {self.label} at any graph optimization level: {'; '.join(causes)}",
-                "run `packager check` on the source model; if it checks clean, this artifact's converter "
-                "produced an invalid graph (rerun with -v and report it)",
+                "the converter that made this artifact wrote a graph onnxruntime refuses: drop this variant "
+                "from `variants` or list it in `optional_variants`, and report the model to the converter "
+                "(the build log has the full message)",
             )
         self.optimization_fallback = (
             f"onnxruntime cannot load it at level {', '.join(level for level, _ in failures)} "
