@@ -348,7 +348,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     console.print(f"[bold]{report.path}[/]  {report.size_bytes / 1e6:.2f} MB")
     console.print(f"IR {report.ir_version}, opset {report.opset}, producer {report.producer or '?'}")
-    console.print(f"parameters: {report.parameters:,}")
+    console.print(
+        f"parameters: {report.parameters:,} ({report.parameters_in_initializers:,} in initializers, "
+        f"{report.parameters_in_constant_nodes:,} in Constant nodes)"
+    )
     io = Table(title="inputs / outputs")
     for col in ("kind", "name", "dtype", "shape"):
         io.add_column(col)
@@ -362,13 +365,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for op, count in report.op_histogram.items():
         ops.add_row(op, str(count))
     console.print(ops)
-    if report.initializers_as_inputs:
-        console.print(
-            f"[yellow]note:[/] {report.initializers_as_inputs} initializers are listed as graph inputs "
-            "(blocks constant folding and FP16 conversion); `packager build` removes them."
-        )
-    if report.dynamic_dims:
-        console.print(f"[yellow]note:[/] dynamic dims {', '.join(report.dynamic_dims)}")
+    for note in report.notes:  # the same notes --json gives, worded once in packager.graph
+        console.print(f"[yellow]note:[/] {escape(note.message)}; fix: {escape(note.fix)}")
     if report.input_fixes:
         console.print("input dims `packager build` fixes (outputs are re-inferred after):")
         for fix in report.input_fixes:
@@ -382,8 +380,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 "must run at the new size); pass --config packager.toml [--model NAME] for exact values."
             )
         )
-    if report.opset < 13:
-        console.print("[yellow]note:[/] opset < 13; `packager build` upgrades it for per-channel QDQ.")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,19 @@ class InputFix:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something about the model a user should know before a build, and what fixes it.
+
+    ``code`` is stable for CI to match on: ``initializers-as-inputs``, ``dynamic-dims`` or
+    ``opset-below-13``. The text and JSON output of `packager check` both print these.
+    """
+
+    code: str
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class GraphReport:
     path: str
     size_bytes: int
@@ -69,10 +83,15 @@ class GraphReport:
     outputs: list[IOInfo]
     op_histogram: dict[str, int]
     parameters: int
+    """Elements of every constant tensor, = the two counts below (subgraphs included)."""
+    parameters_in_initializers: int
+    parameters_in_constant_nodes: int
+    """Weights exporters such as paddle2onnx store as ``Constant`` nodes instead of initializers."""
     initializers_as_inputs: int
     dynamic_dims: list[str] = field(default_factory=list)
     input_fixes: list[InputFix] = field(default_factory=list)
     """What `packager build` pins on the image input: exact values with a config, else the fields used."""
+    notes: list[Note] = field(default_factory=list)
 
 
 def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
@@ -160,7 +179,8 @@ def inspect_model(model: onnx.ModelProto, path: Path, spec: InputSpec | None = N
     else:
         fixes = plan_input_fixes(image_input(model, spec, path), spec)
     hist = collections.Counter(n.op_type for n in model.graph.node)
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    in_inits, in_constants = _count_parameters(model.graph)
+    as_inputs = len(model.graph.input) - len(graph_inputs(model))
     return GraphReport(
         path=str(path),
         size_bytes=path.stat().st_size if path.exists() else model.ByteSize(),
@@ -170,11 +190,64 @@ def inspect_model(model: onnx.ModelProto, path: Path, spec: InputSpec | None = N
         inputs=inputs,
         outputs=outputs,
         op_histogram=dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))),
-        parameters=params,
-        initializers_as_inputs=len(model.graph.input) - len(graph_inputs(model)),
+        parameters=in_inits + in_constants,
+        parameters_in_initializers=in_inits,
+        parameters_in_constant_nodes=in_constants,
+        initializers_as_inputs=as_inputs,
         dynamic_dims=dynamic,
         input_fixes=fixes,
+        notes=_notes(as_inputs, dynamic, opset_of(model)),
     )
+
+
+def _notes(initializers_as_inputs: int, dynamic_dims: list[str], opset: int) -> list[Note]:
+    """The one place `packager check`'s notes are worded, for its text and its JSON alike."""
+    notes = []
+    if initializers_as_inputs:
+        message = f"{initializers_as_inputs} initializers are listed as graph inputs (blocks constant folding"
+        fix = "`packager build` removes them from the inputs"
+        notes.append(Note("initializers-as-inputs", f"{message} and FP16 conversion)", fix))
+    if dynamic_dims:
+        fix = "`packager build` pins the image input (see the input fixes) and re-infers output shapes"
+        notes.append(Note("dynamic-dims", f"dynamic dims {', '.join(dynamic_dims)}", fix))
+    if opset < MIN_QDQ_OPSET:
+        message = f"opset {opset} < {MIN_QDQ_OPSET}: per-channel QDQ needs opset {MIN_QDQ_OPSET}"
+        fix = f"`packager build` upgrades it to opset {MIN_QDQ_OPSET}"
+        notes.append(Note("opset-below-13", message, fix))
+    return notes
+
+
+def _count_parameters(graph: onnx.GraphProto) -> tuple[int, int]:
+    """Elements held in (initializers, ``Constant`` nodes) of ``graph`` and its If/Loop/Scan bodies.
+
+    A sparse tensor counts its dense size, as the weight it stands for.
+    """
+    in_inits = sum(_size(t.dims) for t in [*graph.initializer, *graph.sparse_initializer])
+    in_constants = 0
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            in_constants += sum(_constant_size(attr) for attr in node.attribute)
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.type in (attr.GRAPH, attr.GRAPHS) else []:
+                sub_inits, sub_constants = _count_parameters(sub)
+                in_inits, in_constants = in_inits + sub_inits, in_constants + sub_constants
+    return in_inits, in_constants
+
+
+def _constant_size(attr: onnx.AttributeProto) -> int:
+    """``value`` holds a tensor, ``value_floats``/``_ints``/``_strings`` a list, ``value_float``... one."""
+    if attr.type == attr.TENSOR:
+        return _size(attr.t.dims)
+    if attr.type == attr.SPARSE_TENSOR:
+        return _size(attr.sparse_tensor.dims)
+    return len(attr.floats) + len(attr.ints) + len(attr.strings) if attr.type in _LISTS else 1
+
+
+_LISTS = (onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS)
+
+
+def _size(dims: Sequence[int]) -> int:
+    return int(np.prod(dims, dtype=np.int64))
 
 
 def image_input(model: onnx.ModelProto, spec: InputSpec, path: Path) -> onnx.ValueInfoProto:

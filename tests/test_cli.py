@@ -208,3 +208,37 @@ def test_missing_model_file_is_said_in_user_words(tiny_project, capsys: pytest.C
     assert "model.onnx: model file not found" in err and "Fix:" in err
     assert "step" not in err.split("build log:")[0] and "hash" not in err
     assert _dist_is_clean(config)
+
+
+def test_check_json_carries_the_notes_the_text_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import model_factory
+
+    source = model_factory.with_initializers_as_inputs(model_factory.mobilefacenet_like(batch="N", opset=11))
+    path = model_factory.save(source, tmp_path / "m.onnx")
+    assert main(["check", str(path)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert main(["check", "--json", str(path)]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert [n["code"] for n in notes] == ["initializers-as-inputs", "dynamic-dims", "opset-below-13"]
+    assert text.count("note:") == len(notes)
+    for note in notes:
+        assert f"note: {note['message']}; fix: {note['fix']}" in text
+
+
+def test_check_json_counts_parameters_in_constant_nodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import model_factory
+    from test_graph import constant_weights
+
+    path = model_factory.save(constant_weights(), tmp_path / "m.onnx")
+    assert main(["check", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fields = ("parameters", "parameters_in_initializers", "parameters_in_constant_nodes")
+    assert [report[f] for f in fields] == [115, 4, 111]

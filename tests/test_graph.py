@@ -201,3 +201,63 @@ def test_check_with_config_prints_the_exact_values(
     assert main(["check", str(source), "--config", str(_config(tmp_path, source, 48))]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "image[2] height H → 48" in out and "image[3] width W → 48" in out
+
+
+def constant_weights() -> onnx.ModelProto:
+    """A paddle2onnx-style net: the Conv weight (4x3x3x3) and two small operands are ``Constant`` nodes.
+
+    Constant nodes hold 108 (``value``) + 1 (``value_float``) + 2 (``value_ints``) = 111 elements; the
+    Conv bias (4) is the only initializer.
+    """
+    h = onnx.helper
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32))
+    nodes = [
+        h.make_node("Constant", [], ["w"], value=weight),
+        h.make_node("Constant", [], ["scale"], value_float=2.0),
+        h.make_node("Constant", [], ["shape"], value_ints=[1, -1]),
+        h.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("Mul", ["c", "scale"], ["m"]),
+        h.make_node("Reshape", ["m", "shape"], ["y"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "constant_weights",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 256])],
+        [onnx.numpy_helper.from_array(np.zeros(4, np.float32), "b")],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_inspect_counts_parameters_held_in_constant_nodes(tmp_path: Path) -> None:
+    report = inspect_model(constant_weights(), tmp_path / "m.onnx")
+    counts = (report.parameters, report.parameters_in_initializers, report.parameters_in_constant_nodes)
+    assert counts == (115, 4, 111)
+
+
+def test_inspect_counts_parameters_inside_if_branches(tmp_path: Path) -> None:
+    h = onnx.helper
+    out = [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])]
+    value = onnx.numpy_helper.from_array(np.ones((2, 3), np.float32))
+    then_branch = h.make_graph([h.make_node("Constant", [], ["y"], value=value)], "then", [], out)
+    table = onnx.numpy_helper.from_array(np.zeros((2, 3), np.float32), "table")
+    else_branch = h.make_graph([h.make_node("Identity", ["table"], ["y"])], "else", [], out, [table])
+    node = h.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch)
+    cond = h.make_tensor_value_info("cond", onnx.TensorProto.BOOL, [])
+    model = h.make_model(h.make_graph([node], "if", [cond], out), opset_imports=[h.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    report = inspect_model(model, tmp_path / "m.onnx")
+    counts = (report.parameters, report.parameters_in_initializers, report.parameters_in_constant_nodes)
+    assert counts == (12, 6, 6)
+
+
+def test_inspect_notes_say_what_build_fixes(tmp_path: Path) -> None:
+    model = model_factory.with_initializers_as_inputs(model_factory.mobilefacenet_like(batch="N", opset=11))
+    report = inspect_model(model, tmp_path / "m.onnx")
+    assert [n.code for n in report.notes] == ["initializers-as-inputs", "dynamic-dims", "opset-below-13"]
+    assert report.notes[0].message.startswith(f"{len(model.graph.initializer)} initializers")
+    assert "data[0]=N" in report.notes[1].message
+    assert all(n.fix for n in report.notes)
+    assert inspect_model(constant_weights(), tmp_path / "m.onnx").notes == []

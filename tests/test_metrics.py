@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,192 @@ def test_artifact_size_of_a_folder_sums_its_files_but_not_symlinks(tmp_path: Pat
 def test_artifact_size_of_missing_path_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         artifact_size(tmp_path / "missing.ort")
+
+
+# --- outputs by kind: SQNR, dense stats ------------------------------------------------------------
+
+CAP = metrics.SQNR_CAP_DB
+
+
+def test_sqnr_pools_signal_and_noise_over_all_samples() -> None:
+    # Signal 6^2 + 8^2 = 100 (the zero sample adds none), noise 1^2 = 1: 10*log10(100) = 20 dB.
+    ref = np.array([[6.0, 8.0], [0.0, 0.0]])
+    cand = np.array([[6.0, 8.0], [1.0, 0.0]])
+    assert metrics.sqnr_db(ref, cand) == 20.0
+
+
+def test_sqnr_of_an_exact_match_is_the_cap() -> None:
+    assert metrics.sqnr_db(np.ones((2, 3)), np.ones((2, 3))) == CAP
+
+
+def test_sqnr_clips_to_minus_cap_for_zero_signal_or_huge_noise() -> None:
+    assert metrics.sqnr_db(np.zeros((1, 2)), np.array([[0.0, 1e-3]])) == -CAP
+    assert metrics.sqnr_db(np.array([[1e-5]]), np.array([[1.0]])) == -CAP  # about -100 dB
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_sqnr_of_a_non_finite_candidate_fails_low(bad: float) -> None:
+    cand = np.ones((3, 4))
+    cand[1, 2] = bad
+    assert metrics.sqnr_db(np.ones((3, 4)), cand) == -CAP
+
+
+def test_sqnr_of_a_non_finite_reference_raises() -> None:
+    with pytest.raises(ValueError, match="reference"):
+        metrics.sqnr_db(np.array([[np.inf, 1.0]]), np.ones((1, 2)))
+
+
+def test_dense_stats_psnr_uses_the_reference_range_and_pooled_mse() -> None:
+    # peak = 10 - 0 over the whole set; one error of 1 among 10 elements: MSE 0.1 -> 10*log10(100/0.1).
+    ref = np.array([[0.0, 10.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    cand = ref.copy()
+    cand[1, 0] = 6.0
+    assert metrics.dense_stats(ref, cand).psnr_db == pytest.approx(30.0)
+
+
+def test_dense_stats_min_sqnr_is_the_worst_sample_and_sqnr_is_pooled() -> None:
+    # Sample 0 exact (+cap); sample 1 signal 125, noise 1; pooled signal 300, noise 1.
+    ref = np.array([[0.0, 10.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    cand = ref.copy()
+    cand[1, 0] = 6.0
+    stats = metrics.dense_stats(ref, cand)
+    assert stats.min_sqnr_db == pytest.approx(10 * math.log10(125))
+    assert stats.sqnr_db == pytest.approx(10 * math.log10(300))
+
+
+def test_dense_stats_max_abs_rel_l2_and_cosine() -> None:
+    ref = np.array([[3.0, 4.0]])  # ||ref|| = 5
+    cand = np.array([[3.0, 3.5]])  # error (0, 0.5): max 0.5, relative 0.5 / 5
+    stats = metrics.dense_stats(ref, cand)
+    assert (stats.max_abs, stats.rel_l2) == (0.5, pytest.approx(0.1))
+    assert stats.cosine_mean == pytest.approx(23 / (5 * math.sqrt(21.25)))
+
+
+def test_dense_stats_of_a_non_finite_candidate_fails_every_number() -> None:
+    cand = np.ones((2, 3))
+    cand[0, 0] = np.nan
+    stats = metrics.dense_stats(np.ones((2, 3)), cand)
+    assert (stats.sqnr_db, stats.min_sqnr_db, stats.psnr_db) == (-CAP, -CAP, -CAP)
+    assert (stats.max_abs, stats.rel_l2, stats.cosine_mean) == (math.inf, math.inf, 0.5)
+
+
+def test_dense_stats_is_a_frozen_dataclass_of_floats() -> None:
+    stats = metrics.dense_stats(np.ones((2, 3)), np.ones((2, 3)))
+    assert all(type(v) is float for v in vars(stats).values())
+    with pytest.raises(AttributeError):
+        stats.sqnr_db = 0.0  # type: ignore[misc]
+
+
+# --- top-k, KL, IoU --------------------------------------------------------------------------------
+
+# FP32 top-1: class 0, 1, 3. Candidate ranks them 1st, 2nd and 4th.
+TOPK_REF = np.array([[5.0, 1.0, 0.0, 0.0], [0.0, 3.0, 1.0, 0.0], [0.0, 0.0, 0.0, 9.0]])
+TOPK_CAND = np.array([[4.0, 2.0, 0.0, 0.0], [3.0, 2.0, 1.0, 0.0], [5.0, 4.0, 3.0, 2.0]])
+
+
+@pytest.mark.parametrize(("k", "expected"), [(1, 1 / 3), (2, 2 / 3), (3, 2 / 3), (4, 1.0)])
+def test_topk_agreement_on_a_handmade_logit_table(k: int, expected: float) -> None:
+    assert metrics.topk_agreement(TOPK_REF, TOPK_CAND, k) == pytest.approx(expected)
+
+
+def test_topk_ties_go_to_the_lowest_class_index() -> None:
+    # A collapsed candidate ranks class 0 first, then class 1: only the sample whose FP32 class is 0
+    # agrees at top-1, and both do at top-2.
+    ref = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    cand = np.zeros((2, 3))
+    assert (metrics.topk_agreement(ref, cand, 1), metrics.topk_agreement(ref, cand, 2)) == (0.5, 1.0)
+
+
+def test_topk_flattens_trailing_dims() -> None:
+    assert metrics.topk_agreement(TOPK_REF[:, None, :], TOPK_CAND, 2) == pytest.approx(2 / 3)
+
+
+def test_topk_non_finite_candidate_sample_disagrees() -> None:
+    assert metrics.topk_agreement(np.array([[1.0, 0.0]]), np.array([[np.nan, 0.0]]), 1) == 0.0
+
+
+@pytest.mark.parametrize("k", [0, 5])
+def test_topk_k_outside_the_class_count_raises(k: int) -> None:
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):
+        metrics.topk_agreement(TOPK_REF, TOPK_CAND, k)
+
+
+# P = (1/2, 1/2), Q = (1/4, 3/4): KL = 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3).
+KL_PQ = 0.5 * math.log(4 / 3)
+
+
+def test_kl_of_known_probabilities_renormalises_them() -> None:
+    kl = metrics.kl_divergence(np.array([[1.0, 1.0]]), np.array([[1.0, 3.0]]), logits=False)
+    assert kl == pytest.approx(KL_PQ)
+
+
+def test_kl_of_logits_applies_softmax() -> None:
+    ref = np.array([[0.0, 0.0]])
+    cand = np.array([[0.0, math.log(3.0)]])
+    assert metrics.kl_divergence(ref, cand, logits=True) == pytest.approx(KL_PQ)
+
+
+def test_kl_of_huge_logits_is_stable() -> None:
+    # softmax is shift-invariant; a naive exp(1000) overflows.
+    ref = np.array([[1000.0, 1000.0]])
+    cand = np.array([[-1000.0, -1000.0 + math.log(3.0)]])
+    assert metrics.kl_divergence(ref, cand, logits=True) == pytest.approx(KL_PQ)
+
+
+def test_kl_terms_where_the_reference_is_zero_count_nothing() -> None:
+    # P = (1, 0), Q = (1/2, 1/2): KL = 1 * ln(1 / (1/2)) = ln 2.
+    kl = metrics.kl_divergence(np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]), logits=False)
+    assert kl == pytest.approx(math.log(2.0))
+
+
+def test_kl_floors_a_ruled_out_class_at_eps() -> None:
+    # P = (1/2, 1/2), Q = (1, 0 -> eps): 1/2 ln(1/2) + 1/2 ln(1/2 / eps).
+    kl = metrics.kl_divergence(np.array([[0.5, 0.5]]), np.array([[1.0, 0.0]]), logits=False)
+    assert kl == pytest.approx(0.5 * math.log(0.5) + 0.5 * math.log(0.5 / metrics.KL_EPS))
+
+
+@pytest.mark.parametrize("logits", [True, False])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_kl_of_a_non_finite_candidate_sample_is_the_maximum(bad: float, logits: bool) -> None:
+    ref = np.array([[0.5, 1.0], [0.5, 1.0]])
+    cand = np.array([[0.5, 1.0], [bad, 1.0]])  # sample 0 exact (0), sample 1 the maximum
+    assert metrics.kl_divergence(ref, cand, logits=logits) == pytest.approx(-math.log(metrics.KL_EPS) / 2)
+
+
+def test_kl_of_negative_probabilities_raises() -> None:
+    with pytest.raises(ValueError, match="logits=True"):
+        metrics.kl_divergence(np.array([[0.5, 0.5]]), np.array([[1.5, -0.5]]), logits=False)
+
+
+def test_mask_iou_of_two_small_masks() -> None:
+    # Masks at 0.5 (inclusive): ref {(0,0), (0,1)}, cand {(0,0), (1,0)}: 1 shared of 3 -> 1/3.
+    ref = np.array([[[[0.9, 0.5], [0.1, 0.2]]]])  # [1, 1, 2, 2]
+    cand = np.array([[[[0.8, 0.4], [0.7, 0.0]]]])
+    assert metrics.mask_iou(ref, cand, 0.5) == pytest.approx(1 / 3)
+
+
+def test_mask_iou_both_empty_scores_one_and_one_empty_zero() -> None:
+    ref = np.array([[0.0, 0.0], [0.0, 0.0]])
+    cand = np.array([[0.0, 0.0], [0.0, 1.0]])  # sample 0 both empty (1), sample 1 only cand (0)
+    assert metrics.mask_iou(ref, cand, 0.5) == 0.5
+
+
+def test_mask_iou_of_a_non_finite_candidate_sample_is_zero() -> None:
+    # Its NaN would otherwise give an empty mask, matching the empty reference perfectly.
+    assert metrics.mask_iou(np.zeros((1, 2)), np.array([[np.nan, 0.0]]), 0.5) == 0.0
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        metrics.sqnr_db,
+        metrics.dense_stats,
+        lambda r, c: metrics.topk_agreement(r, c, 1),
+        lambda r, c: metrics.kl_divergence(r, c, logits=True),
+        lambda r, c: metrics.mask_iou(r, c, 0.5),
+    ],
+    ids=["sqnr", "dense", "topk", "kl", "iou"],
+)
+def test_output_metrics_reject_shape_mismatch(metric: Callable[[np.ndarray, np.ndarray], object]) -> None:
+    with pytest.raises(ValueError, match=r"shape \(3, 4\).*\(3, 5\)"):
+        metric(np.ones((3, 4)), np.ones((3, 5)))

@@ -2,8 +2,9 @@
 
 Runs the float model and the fully quantized QDQ model (QDQ in float, the mobile-kernel numerics)
 on a few inputs, reads every candidate's inputs and outputs in both, and scores a node by the drop
-in signal-to-quantization-noise ratio (dB) from its inputs to its output: the error that node adds,
-not the error it inherited. Cheap (two runs) and ranks the nodes to keep in float.
+in signal-to-quantization-noise ratio (``metrics.sqnr_db``, pooled over the inputs) from its inputs
+to its output: the error that node adds, not the error it inherited. Cheap (two runs) and ranks the
+nodes to keep in float.
 
 Matching the two graphs. ORT's QDQ quantizer removes and renames tensors, so a float tensor's name
 is no key into the quantized graph: a Relu/Clip after a quantized node is deleted and folded into
@@ -32,20 +33,18 @@ the node's own output in the QDQ graph when nothing was folded into it, and is o
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from packager.validate.metrics import SQNR_CAP_DB, sqnr_db
+
 if TYPE_CHECKING:
     import onnx
 
 log = logging.getLogger(__name__)
-
-SQNR_CAP_DB = 80.0
-"""An exact tensor has infinite SQNR; cap it so differences stay finite and comparable."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +72,6 @@ class _Unit:
     outputs: list[tuple[str, str]]
     folded: list[str] = field(default_factory=list)
     """Names of the float nodes (Relu/Clip) the quantizer folded into this node's output."""
-
-
-def _sqnr(reference: np.ndarray, candidate: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - candidate.astype(np.float64)) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    if noise == 0.0:
-        return SQNR_CAP_DB
-    if signal == 0.0:
-        return -SQNR_CAP_DB
-    return min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise))
 
 
 def _match(float_graph: onnx.GraphProto, qdq_graph: onnx.GraphProto) -> dict[str, _Unit]:
@@ -201,7 +190,9 @@ def node_sensitivity(
     qdq_acts = _activations(qdq_proto, sorted({q for _, q in pairs}), data)
 
     def sqnr(pairs: list[tuple[str, str]]) -> float | None:
-        return min((_sqnr(float_acts[f], qdq_acts[q]) for f, q in pairs), default=None)
+        # A float tensor that is empty or holds NaN/inf (say a -inf attention mask) has no SQNR.
+        ok = [(f, q) for f, q in pairs if float_acts[f].size and np.isfinite(float_acts[f]).all()]
+        return min((sqnr_db(float_acts[f], qdq_acts[q]) for f, q in ok), default=None)
 
     inits = {t.name: t for t in graph.initializer}
     results = []

@@ -7,6 +7,10 @@ Gates, the manifest and the report all read these functions' results, so "mean c
 * Labels are 1 (same, "genuine") / 0 (different, "impostor"); booleans are accepted too.
 * Bad input (mismatched shapes, no positives, no negatives, non-finite scores) raises ``ValueError``
   with the shapes or counts in the message: a silently wrong metric is worse than a stopped build.
+* Output comparisons take ``reference`` (FP32) and ``candidate`` arrays [N, ...] of any real dtype,
+  computed in float64: rows are samples, trailing dims flattened (a classifier's class axis last).
+  A non-finite reference raises; a candidate sample with NaN/inf scores the metric's worst value
+  and is logged: an FP16 overflow must fail a gate, never crash the build or look perfect.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 import os
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +56,8 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(cos, -1.0, 1.0)
 
 
-def cosine_stats(reference: np.ndarray, candidate: np.ndarray) -> CosineStats:
-    """Per-sample cosine of candidate outputs to FP32 outputs: mean, min and 1st percentile.
-
-    ``p1`` (linear interpolation, numpy's default) shows the tail a mean hides: a variant that is
-    perfect on 98% of faces and broken on 2% has a fine mean and a terrible p1.
-
-    Rules for degenerate rows: a candidate row with NaN/inf scores 0 (an FP16 overflow must fail
-    the gate, not crash the build or vanish from the mean); a row that is all zeros in *both* outputs
-    scores 1 (identical outputs agree); a zero row on one side only scores 0. A non-finite
-    *reference* raises: the FP32 model itself is broken or the input preprocessing is wrong.
-    """
+def _pair(reference: np.ndarray, candidate: np.ndarray, failed: str) -> tuple[np.ndarray, ...]:
+    """``(ref, cand, ok)``: rows of one shape; ``ok``: finite candidate rows (others logged as ``failed``)."""
     ref = _rows(reference, "reference")
     cand = _rows(candidate, "candidate")
     if ref.shape != cand.shape:
@@ -75,12 +71,30 @@ def cosine_stats(reference: np.ndarray, candidate: np.ndarray) -> CosineStats:
             f"FP32 reference outputs are NaN/inf for rows {np.flatnonzero(bad_ref)[:10].tolist()}; "
             "check the input preprocessing and the source model"
         )
-    bad_cand = ~np.isfinite(cand).all(axis=1)
-    if bad_cand.any():
-        log.warning("candidate outputs are NaN/inf for %d of %d inputs (cosine 0)", bad_cand.sum(), len(cand))
+    ok = np.isfinite(cand).all(axis=1)
+    if not ok.all():
+        log.warning("candidate outputs are NaN/inf for %d of %d inputs (%s)", (~ok).sum(), len(ok), failed)
+    return ref, cand, ok
+
+
+def _cosines(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     cos = _row_cosine(ref, cand)
-    both_zero = ~ref.any(axis=1) & ~cand.any(axis=1)  # NaN is truthy: a NaN row is never zero
-    cos[both_zero] = 1.0
+    cos[~ref.any(axis=1) & ~cand.any(axis=1)] = 1.0  # NaN is truthy: a NaN row is never zero
+    return cos
+
+
+def cosine_stats(reference: np.ndarray, candidate: np.ndarray) -> CosineStats:
+    """Per-sample cosine of candidate outputs to FP32 outputs: mean, min and 1st percentile.
+
+    ``p1`` (linear interpolation, numpy's default) shows the tail a mean hides: a variant that is
+    perfect on 98% of faces and broken on 2% has a fine mean and a terrible p1.
+
+    Rules for degenerate rows: a candidate row with NaN/inf scores 0 (an FP16 overflow must fail
+    the gate, not crash the build or vanish from the mean); a row that is all zeros in *both* outputs
+    scores 1 (identical outputs agree); a zero row on one side only scores 0. A non-finite
+    *reference* raises: the FP32 model itself is broken or the input preprocessing is wrong.
+    """
+    cos = _cosines(*_pair(reference, candidate, "cosine 0")[:2])
     return CosineStats(
         mean=float(cos.mean()), min=float(cos.min()), p1=float(np.percentile(cos, 1)), count=len(cos)
     )
@@ -268,6 +282,136 @@ def decision_flips(ref_scores: np.ndarray, cand_scores: np.ndarray, threshold: f
     if not (np.isfinite(ref).all() and np.isfinite(cand).all() and math.isfinite(threshold)):
         raise ValueError("scores and threshold must be finite")
     return float(np.mean((ref >= threshold) != (cand >= threshold)))
+
+
+# --- outputs by kind: dense maps, class scores, masks ---------------------------------------------
+
+SQNR_CAP_DB = 80.0
+"""SQNR/PSNR are clipped to +-this: an exact match is +cap (not inf, so dB differences and
+results.json stay finite); a failure (zero signal with noise, NaN/inf candidate) is -cap."""
+KL_EPS = 1e-10
+"""Candidate probabilities are floored here: per-sample KL lies in [0, ln(1/KL_EPS)] ~ [0, 23] nats."""
+
+
+def _db(signal: np.ndarray | float, noise: np.ndarray | float) -> np.ndarray:
+    """``10*log10(signal/noise)`` clipped to +-cap; zero noise is +cap even with zero signal."""
+    signal, noise = np.asarray(signal, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ratio = np.divide(signal, noise, out=np.full_like(signal, np.inf), where=noise > 0)
+        return np.clip(10.0 * np.log10(ratio), -SQNR_CAP_DB, SQNR_CAP_DB)
+
+
+def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Pooled signal-to-quantization-noise ratio, dB: ``10*log10(sum(ref**2) / sum((ref-cand)**2))``.
+
+    Float64 sums over every element of all samples [N, ...], as in ONNX Runtime's quantization
+    debugging tools (``qdq_loss_debug.compute_signal_to_quantization_noice_ratio``: ``20*log10(|x| /
+    |x-y|)`` over the concatenated tensors), but clipped to +-``SQNR_CAP_DB`` where ORT floors the
+    norms at float eps. Any NaN/inf in the candidate is -cap: it fails every SQNR gate.
+    """
+    ref, cand, ok = _pair(reference, candidate, f"SQNR -{SQNR_CAP_DB:g} dB")
+    if not ok.all():
+        return -SQNR_CAP_DB
+    return float(_db(np.sum(ref**2), np.sum((ref - cand) ** 2)))
+
+
+@dataclass(frozen=True)
+class DenseStats:
+    """Closeness of a dense output (feature map, embedding, image) to FP32; see ``dense_stats``."""
+
+    sqnr_db: float
+    min_sqnr_db: float
+    psnr_db: float
+    max_abs: float
+    rel_l2: float
+    cosine_mean: float
+
+
+def dense_stats(reference: np.ndarray, candidate: np.ndarray) -> DenseStats:
+    """Errors of candidate outputs [N, ...] against FP32 outputs, in float64.
+
+    ``sqnr_db``: pooled, as ``sqnr_db``; ``min_sqnr_db``: the worst sample's own. ``psnr_db =
+    10*log10(peak**2 / MSE)``, the standard definition (as scikit-image's ``peak_signal_noise_ratio(
+    ref, cand, data_range=peak)``), with ``peak = max(ref) - min(ref)`` over the whole reference set
+    and MSE pooled over all elements; clipped like SQNR. ``max_abs``: largest ``|ref - cand|``, in
+    output units. ``rel_l2 = ||ref - cand||_2 / ||ref||_2`` pooled (inf for a zero reference with
+    any error). ``cosine_mean``: mean per-sample cosine by ``cosine_stats``' rules. A NaN/inf
+    candidate makes the pooled numbers -cap (dB) or inf, and its samples -cap.
+    """
+    ref, cand, ok = _pair(reference, candidate, "dense stats fail")
+    err = np.where(ok[:, None], ref - cand, 0.0)
+    signal, noise = np.sum(ref**2), np.sum(err**2)
+    per_sample = np.where(ok, _db(np.sum(ref**2, axis=1), np.sum(err**2, axis=1)), -SQNR_CAP_DB)
+    pooled = psnr = -SQNR_CAP_DB
+    max_abs = rel_l2 = math.inf
+    if ok.all():
+        pooled = float(_db(signal, noise))
+        psnr = float(_db((ref.max() - ref.min()) ** 2, noise / err.size))
+        max_abs = float(np.abs(err).max())
+        rel_l2 = math.sqrt(noise / signal) if signal > 0 else (math.inf if noise else 0.0)
+    cos = float(_cosines(ref, cand).mean())
+    return DenseStats(pooled, float(per_sample.min()), psnr, max_abs, rel_l2, cos)
+
+
+def topk_agreement(reference: np.ndarray, candidate: np.ndarray, k: int) -> float:
+    """Share of samples whose FP32 top-1 class is among the candidate's top ``k``; k=1 is top-1 agreement.
+
+    Top-k accuracy (the ImageNet top-1/top-5 convention) with FP32's argmax as the label, on scores
+    [N, C] (trailing dims flattened, class axis last). Ties go to the lower class index as in
+    ``np.argmax``, also in the candidate's ranking: k=1 is ``argmax(cand) == argmax(ref)``, and
+    collapsed (all-equal) scores do not agree. NaN/inf candidate samples disagree; k not in [1, C] raises.
+    """
+    ref, cand, ok = _pair(reference, candidate, "disagree")
+    n, classes = ref.shape
+    if not 1 <= k <= classes:
+        raise ValueError(f"k must be in [1, {classes}] for outputs of shape {np.shape(reference)}, got {k}")
+    top = ref.argmax(axis=1)
+    at_top = cand[np.arange(n), top][:, None]
+    ahead = (cand > at_top) | ((cand == at_top) & (np.arange(classes) < top[:, None]))
+    return float(np.mean(ok & (ahead.sum(axis=1) < k)))
+
+
+def _log_probs(x: np.ndarray, logits: bool) -> np.ndarray:
+    if logits:  # log-softmax by log-sum-exp: exp never overflows
+        shifted = x - x.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return np.log(x / x.sum(axis=1, keepdims=True))
+
+
+def kl_divergence(reference: np.ndarray, candidate: np.ndarray, *, logits: bool) -> float:
+    """Mean over samples of KL(P_ref || P_cand) = sum(p * ln(p / q)) over classes, in nats
+    (Kullback & Leibler 1951), for [N, C] outputs (trailing dims flattened, class axis last).
+
+    ``logits=True``: P = softmax(x), by log-sum-exp. ``logits=False``: probabilities, renormalised to
+    sum 1 per sample as ``scipy.stats.entropy(p, q)`` does; negative values or a reference sample
+    summing to 0 raise ``ValueError``. Terms with p = 0 are 0; q is floored at ``KL_EPS`` and each
+    sample's KL clipped to [0, ln(1/KL_EPS)], the score of a NaN/inf or all-zero candidate sample.
+    """
+    worst = -math.log(KL_EPS)
+    ref, cand, ok = _pair(reference, candidate, f"KL {worst:.1f} nats")
+    if not logits and ((ref < 0).any() or (cand[ok] < 0).any() or not (ref.sum(axis=1) > 0).all()):
+        raise ValueError(f"probabilities {np.shape(reference)} must be >= 0, FP32 rows > 0; or logits=True")
+    with np.errstate(all="ignore"):
+        log_p = _log_probs(ref, logits)
+        log_q = np.maximum(_log_probs(cand, logits), math.log(KL_EPS))
+        p = np.exp(log_p)
+        kl = np.clip(np.where(p > 0, p * (log_p - log_q), 0.0).sum(axis=1), 0.0, worst)
+    return float(np.where(ok & np.isfinite(kl), kl, worst).mean())
+
+
+def mask_iou(reference: np.ndarray, candidate: np.ndarray, threshold: float) -> float:
+    """Mean over samples [N, ...] of the IoU (Jaccard index, |A & B| / |A | B|; the PASCAL VOC
+    segmentation measure) of the masks ``ref >= threshold`` and ``cand >= threshold``, per flattened sample.
+
+    Both masks empty scores 1 (identical), one empty 0; a NaN/inf candidate sample scores 0.
+    """
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    ref, cand, ok = _pair(reference, candidate, "IoU 0")
+    a, b = ref >= threshold, cand >= threshold
+    union = (a | b).sum(axis=1)
+    iou = np.divide((a & b).sum(axis=1), union, out=np.ones(len(a)), where=union > 0)
+    return float(np.where(ok, iou, 0.0).mean())
 
 
 # --- latency and size -----------------------------------------------------------------------------
