@@ -129,7 +129,10 @@ def assemble(
         fp32_size = artifact_size(fp32_path)
         ref_validate = results[names.validate(REFERENCE)]
         io_in = [IOInfo.model_validate(prepared.meta["input"])]
-        io_out = [IOInfo.model_validate(prepared.meta["output"])]
+        measured = IOInfo.model_validate(prepared.meta["output"])
+        outputs_meta = prepared.meta["outputs"]
+        assert isinstance(outputs_meta, list)
+        io_out = [IOInfo.model_validate(o) for o in outputs_meta]  # every output the app receives
         reference = _variant(
             spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher
         )
@@ -172,7 +175,7 @@ def assemble(
                 reference=reference,
                 variants=variants,
                 failed=failed,
-                output=io_out[0].name,
+                output=measured.name,
             )
         )
     passed = all(v.passed for m in models for v in m.variants) and not any(

@@ -254,10 +254,12 @@ def _run_prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
     return {
         "input": prepared.input.model_dump(),
         "output": prepared.output.model_dump(),
+        "outputs": [o.model_dump() for o in prepared.outputs],
         "opset_source": prepared.opset_source,
         "opset": prepared.opset,
         "changes": prepared.changes,
         "equivalence_cosine": prepared.equivalence_cosine,
+        "equivalence": prepared.equivalence,
     }
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from packager.errors import ConfigError, GateFailed, PackagerError, VariantsFailed
 
 if TYPE_CHECKING:
+    from packager.config import Config
     from packager.results import BuildResult
     from packager.steps import Step, StepResult
 
@@ -70,13 +71,22 @@ def _configure_logging(verbose: bool) -> None:
     logging.captureWarnings(True)
 
 
+class _OwnDebug(logging.Filter):
+    """The build log keeps packager's DEBUG records and other libraries' INFO and up (matplotlib
+    alone writes ~2000 font-cache DEBUG lines per build)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] in OWN_LOGGERS or record.levelno >= logging.INFO
+
+
 @contextmanager
 def _build_log(path: Path) -> Iterator[Path]:
-    """Everything, DEBUG and up, from every library, into ``path`` for the length of a build."""
+    """packager's records from DEBUG and every library's from INFO, into ``path`` for one build."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_OwnDebug())
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -91,7 +101,7 @@ def _quiet_native_logs(verbose: bool) -> None:
     unused weight, from sessions its own tools create); show only its errors unless -v."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(1 if verbose else 3)
+    ort.set_default_logger_severity(2 if verbose else 3)  # 1 (info) floods with allocator lines
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,7 +243,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
             _print_gate_table(result)
             err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             err_console.print(f"build log: {log_file}")
+            _warn_earlier_bundle(config, args.out)
             return exc.exit_code
+        except PackagerError:
+            _warn_earlier_bundle(config, args.out)
+            raise
 
     _print_summary(outcome.result)
     ran = sum(1 for s in outcome.steps if not s.cached)
@@ -252,6 +266,18 @@ def _cmd_build(args: argparse.Namespace) -> int:
         console.print("[yellow]gates failed but --no-gates was given: the manifest records passed=false[/]")
     console.print(f"bundle: {outcome.bundle}")
     return EXIT_OK
+
+
+def _warn_earlier_bundle(config: Config, out: Path | None) -> None:
+    """A failed build writes nothing; say so when an earlier bundle of this version is still there,
+    so that nobody ships it believing it is this build's."""
+    bundle = (out or config.build.out) / f"{config.project.name}-{config.project.version}"
+    if (bundle / "manifest.json").is_file():
+        err_console.print(
+            f"[yellow]note:[/] {bundle} is from an earlier build and was left as it was; "
+            "this build wrote nothing",
+            soft_wrap=True,
+        )
 
 
 def _first_line(text: str) -> str:

@@ -97,7 +97,7 @@ class GraphReport:
 def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
     """Load with external data, refusing anything that is not a usable ONNX file with a clear reason."""
     if not path.exists():
-        raise ModelError(path, "model file not found", "check [models].source in packager.toml")
+        raise ModelError(path, "model file not found", "check the path (in a build: [models].source in packager.toml)")
     if path.is_dir():
         raise ModelError(path, "is a folder, not an .onnx file", "point source at the .onnx file")
     head = path.read_bytes()[:64]
@@ -381,42 +381,6 @@ def _forget_value_info(g: onnx.GraphProto) -> None:
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 _forget_value_info(sub)
-
-
-def drop_initializer_inputs(model: onnx.ModelProto) -> int:
-    """Remove graph inputs that are initializers; otherwise ORT cannot fold constants (DESIGN §5.14)."""
-    inits = {i.name for i in model.graph.initializer}
-    keep = [i for i in model.graph.input if i.name not in inits]
-    removed = len(model.graph.input) - len(keep)
-    if removed:
-        del model.graph.input[:]
-        model.graph.input.extend(keep)
-    return removed
-
-
-def _used_names(graph: onnx.GraphProto) -> set[str]:
-    """Every tensor name a node of ``graph`` or of its subgraphs (If/Loop bodies) reads."""
-    used = {o.name for o in graph.output}
-    for node in graph.node:
-        used.update(node.input)
-        for attr in node.attribute:
-            for sub in [attr.g, *attr.graphs] if attr.type in (attr.GRAPH, attr.GRAPHS) else []:
-                used |= _used_names(sub)
-    return used
-
-
-def drop_unused_initializers(model: onnx.ModelProto) -> list[str]:
-    """Remove initializers no node reads (PyTorch exports keep BatchNorm's ``num_batches_tracked``).
-
-    onnxruntime removes them itself at load, with one warning per initializer on every session.
-    """
-    used = _used_names(model.graph)
-    unused = [t.name for t in model.graph.initializer if t.name not in used]
-    if unused:
-        keep = [t for t in model.graph.initializer if t.name in used]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
-    return unused
 
 
 def upgrade_opset(model: onnx.ModelProto, target: int, path: Path) -> onnx.ModelProto:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from packager import graph
+from packager import cleanup, graph
 from packager.config import InputSpec, ModelSpec
-from packager.errors import ModelError
+from packager.errors import ConfigError, ModelError
 from packager.results import IOInfo
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,13 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
     """
     source = spec.source
     original = graph.load_model(source)
+    source_ir = original.ir_version
+    cleanup.lower_ir_version(original)  # the source is also run (equivalence): same loader limits
     model = onnx.ModelProto()
     model.CopyFrom(original)
     changes: list[str] = []
 
-    removed = graph.drop_initializer_inputs(model)
-    if removed:
-        changes.append(f"removed {removed} initializers listed as graph inputs")
-    unused = graph.drop_unused_initializers(model)
-    if unused:
-        changes.append(f"removed {len(unused)} initializers no node reads")
+    changes += _clean(model, source_ir)
     model, name, fixes = fix_image_input(model, spec.input, source)
     changes += [f"fixed {fix.describe()} ({fix.why})" for fix in fixes]
 
@@ -78,6 +75,9 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
         model = graph.upgrade_opset(model, graph.MIN_QDQ_OPSET, source)
         changes.append(f"upgraded opset {opset_source} -> {graph.MIN_QDQ_OPSET} (per-channel QDQ needs 13)")
         model = graph.infer_shapes(model, source)
+    shared = cleanup.separate_shared_outputs(model)
+    if shared:
+        changes.append(f"gave outputs {shared}, which other nodes also read, their own Identity")
     output_value = _pick_output(model, spec.output.name, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(output))
@@ -102,6 +102,23 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
         input_fixes=fixes,
         equivalence=cosines,
     )
+
+
+def _clean(model: onnx.ModelProto, source_ir: int) -> list[str]:
+    """The exact clean-ups of :mod:`packager.cleanup` that must run before the input is fixed."""
+    changes = []
+    if source_ir > cleanup.ORT_MAX_IR_VERSION:
+        changes.append(f"IR version {source_ir} -> {model.ir_version} (the newest onnxruntime loads)")
+    removed = cleanup.drop_initializer_inputs(model)
+    if removed:
+        changes.append(f"removed {removed} initializers listed as graph inputs")
+    upcast = cleanup.upcast_fp16_weights(model)
+    if upcast:
+        changes.append(f"stored {upcast} FP16 weights (read through Casts to float) as FP32, exactly")
+    unused = cleanup.drop_unused_initializers(model)
+    if unused:
+        changes.append(f"removed {len(unused)} initializers no node reads")
+    return changes
 
 
 def fix_image_input(
@@ -239,8 +256,10 @@ def _pick_output(model: onnx.ModelProto, name: str | None, source: Path) -> onnx
     for out in outputs:
         if out.name == name:
             return out
-    raise ModelError(
-        source, f"no output named {name!r} (outputs: {[o.name for o in outputs]})", "fix output.name"
+    # The model is fine; the config names something it does not have: a config error (exit 2).
+    raise ConfigError(
+        f"[models].output.name = {name!r}",
+        [f"{source.name} has no output named {name!r}; its outputs are {', '.join(o.name for o in outputs)}"],
     )
 
 

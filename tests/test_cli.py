@@ -165,15 +165,6 @@ def test_onnxruntime_native_warnings_stay_off_the_terminal(
     assert "Removing initializer" not in capfd.readouterr().err
 
 
-def test_onnxruntime_native_warnings_show_with_verbose(
-    tiny_project, capfd: pytest.CaptureFixture[str]
-) -> None:
-    config = tiny_project(variants='["int8-dynamic"]')
-    _with_unused_initializers(config, 5)
-    assert main(["build", str(config), "-v"]) == 0
-    assert "Removing initializer" in capfd.readouterr().err
-
-
 def test_third_party_warnings_go_to_the_build_log_not_the_terminal(
     tiny_project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -242,3 +233,36 @@ def test_check_json_counts_parameters_in_constant_nodes(
     report = json.loads(capsys.readouterr().out)
     fields = ("parameters", "parameters_in_initializers", "parameters_in_constant_nodes")
     assert [report[f] for f in fields] == [115, 4, 111]
+
+
+def test_a_failed_rebuild_says_the_bundle_left_in_dist_is_an_earlier_one(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_project(variants='["int8-dynamic"]')
+    assert main(["build", str(config)]) == 0
+    manifest = (config.parent / "dist" / "tiny-0.1.0" / "manifest.json").read_bytes()
+    config.write_text(config.read_text().replace("min_mean_cosine = 0.9,", "min_mean_cosine = 0.999999,"))
+    capsys.readouterr()
+    assert main(["build", str(config)]) == 3
+    assert "tiny-0.1.0 is from an earlier build and was left as it was" in capsys.readouterr().err
+    assert (config.parent / "dist" / "tiny-0.1.0" / "manifest.json").read_bytes() == manifest
+
+
+def test_the_build_log_keeps_no_third_party_debug_chatter(tiny_project) -> None:
+    import logging
+
+    import packager.pipeline
+
+    config = tiny_project(variants='["fp16"]')
+    real = packager.pipeline.build_project
+
+    def chatty(*args: object, **kwargs: object) -> object:
+        logging.getLogger("matplotlib.font_manager").debug("findfont: score(...) = 10.05")
+        logging.getLogger("packager.test").debug("our own detail")
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(packager.pipeline, "build_project", chatty)
+        assert main(["build", str(config)]) == 0
+    log = (config.parent / ".packager-cache" / "logs" / "build.log").read_text()
+    assert "findfont" not in log and "our own detail" in log

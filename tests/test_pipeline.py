@@ -144,3 +144,21 @@ def test_a_failure_while_writing_the_bundle_leaves_nothing(
 def test_bundle_is_readable_by_others(tiny_project) -> None:
     outcome = build_project(load_config(tiny_project(variants='["fp16"]')), BuildOptions())
     assert outcome.bundle.stat().st_mode & 0o755 == 0o755
+
+
+def test_manifest_lists_every_output_the_app_receives(tiny_project) -> None:
+    import model_factory
+
+    config = tiny_project(variants='["fp16"]')
+    model_factory.save(
+        model_factory.mobilefacenet_like(size=32, seed=1, batch="N", opset=11, two_heads=True),
+        config.parent / "model.onnx",
+    )
+    config.write_text(config.read_text().replace('output = { kind', 'output = { name = "embedding", kind'))
+    outcome = build_project(load_config(config), BuildOptions())
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    model = manifest["models"][0]
+    assert [o["name"] for o in model["outputs"]] == ["logits", "embedding"]
+    assert model["measured_output"] == "embedding"
+    for artifact in manifest["artifacts"]:
+        assert [o["name"] for o in artifact["outputs"]] == ["logits", "embedding"]

@@ -258,3 +258,107 @@ def test_a_converted_model_onnxruntime_refuses_names_the_node(
         registry.get("fp16").run(_context(tmp_path, conv_relu_mask_cast()))
     assert caught.value.node == "mask_to_float"
     assert caught.value.tool.startswith("onnxconverter-common")
+
+
+# --- graph outputs: a Cast before one, one that other nodes read ---------------------------------
+
+FEATURES = 3 * 8 * 8
+WIDTH = 16
+
+
+def _embedder(nodes: list[onnx.NodeProto], outputs: list[str]) -> onnx.ModelProto:
+    """``x`` [1, 3, 8, 8] -> Flatten -> Gemm ``e`` [1, 16] -> ``nodes``; ``outputs`` are [1, 16] float."""
+    rng = np.random.default_rng(RNG_SEED)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.2, (WIDTH, FEATURES)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.normal(0, 0.5, WIDTH).astype(np.float32), "B"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], name="flatten"),
+            helper.make_node("Gemm", ["flat", "W", "B"], ["e"], name="fc", transB=1),
+            *nodes,
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, WIDTH]) for o in outputs],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def cast_before_output() -> onnx.ModelProto:
+    """Gemm -> ``Cast(to=FLOAT)`` -> graph output ``emb``, as exporters write ``emb.float()``."""
+    return _embedder(
+        [helper.make_node("Cast", ["e"], ["emb"], name="cast_out", to=TensorProto.FLOAT)], ["emb"]
+    )
+
+
+def output_read_by_a_node(identity: bool) -> onnx.ModelProto:
+    """Gemm -> graph output ``emb``, which a Relu also reads to make graph output ``re``.
+
+    ``identity``: the form preparation gives it (Gemm -> ``emb__internal``, read by the Relu and by
+    an Identity making ``emb``)."""
+    internal = "emb__internal" if identity else "emb"
+    nodes = [
+        helper.make_node("Identity", ["e"], [internal], name="fc_out"),
+        helper.make_node("Relu", [internal], ["re"], name="relu"),
+    ]
+    if identity:
+        nodes.append(helper.make_node("Identity", [internal], ["emb"], name="emb_output"))
+    model = _embedder(nodes, ["emb", "re"])
+    # Make the Gemm write ``internal`` itself (no Identity between), as an exporter does.
+    graph = model.graph
+    graph.node.remove(next(n for n in graph.node if n.name == "fc_out"))
+    next(n for n in graph.node if n.name == "fc").output[0] = internal
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _check_variant(ctx: QuantizeContext) -> None:
+    """The written variant loads, keeps the reference's float32 I/O names and types, and every output
+    has mean cosine >= 0.999 to FP32 (reference mode: no graph optimizations)."""
+    reference, variant = onnx.load(str(ctx.reference)).graph, onnx.load(str(ctx.output)).graph
+    for ours, theirs in ((variant.input, reference.input), (variant.output, reference.output)):
+        assert [(v.name, v.type.tensor_type.elem_type) for v in ours] == [
+            (v.name, TensorProto.FLOAT) for v in theirs
+        ]
+    assert {t.data_type for t in variant.initializer if t.name == "W"} == {TensorProto.FLOAT16}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sessions = [
+        ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+        for p in (ctx.reference, ctx.output)
+    ]
+    for name in (o.name for o in reference.output):
+        a, b = (np.stack([s.run([name], {"x": x[None]})[0].ravel() for x in _inputs(8)]) for s in sessions)
+        assert b.dtype == np.float32
+        cosine = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert float(cosine.mean()) >= 0.999, name
+
+
+def test_a_cast_to_float_before_a_graph_output_converts(tmp_path: Path) -> None:
+    # onnxconverter-common 1.16 alone: "The downstream node of the second cast node should be graph output".
+    ctx = _context(tmp_path, cast_before_output())
+    details = registry.get("fp16").run(ctx)
+    _check_variant(ctx)
+    assert details["float_output_casts"] == ["cast_out"]
+    casts = [n for n in onnx.load(str(ctx.output)).graph.node if n.op_type == "Cast"]
+    assert len(casts) == 2  # the input's to FP16, and one to float making the output
+
+
+@pytest.mark.parametrize("identity", [False, True], ids=["plain", "identity"])
+def test_a_graph_output_another_node_reads_converts(tmp_path: Path, identity: bool) -> None:
+    # 1.16 alone retypes ``emb`` to float32 under the Relu: "Type (tensor(float16)) of output arg (re)
+    # of node (relu) does not match expected type (tensor(float))".
+    ctx = _context(tmp_path, output_read_by_a_node(identity))
+    details = registry.get("fp16").run(ctx)
+    _check_variant(ctx)
+    graph = onnx.load(str(ctx.output)).graph
+    relu = next(n for n in graph.node if n.name == "relu")
+    assert relu.input[0] not in {o.name for o in graph.output}  # it reads the FP16 tensor
+    if not identity:  # the prepared form needs none (unless onnxruntime's folding removed its Identity)
+        assert details["outputs_given_identity"] == ["emb"]

@@ -31,6 +31,7 @@ def test_unreachable_target_keeps_most_sensitive_nodes_in_float_within_limits(tm
     details = registry.get("mixed").run(ctx)
     floats = details["float_nodes"]
     assert details["target_reached"] is False
+    assert details["findings"][0].startswith("target mean cosine 1.0 not reached: best 0.9")
     assert 1 <= len(floats) <= 3  # 50% of 6 quantizable nodes
     ranked = [n["node"] for n in details["top_sensitivity"]]
     assert floats[0]["node"] == ranked[0]
@@ -41,6 +42,7 @@ def test_reachable_target_stops_with_no_float_nodes(tmp_path: Path) -> None:
     ctx = context(tmp_path, "mixed", mixed={"target_mean_cosine": 0.5})
     details = registry.get("mixed").run(ctx)
     assert details["target_reached"] is True and details["float_nodes"] == []
+    assert details["findings"] == []
 
 
 def test_size_budget_excludes_nodes_that_would_break_it(tmp_path: Path) -> None:

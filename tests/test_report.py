@@ -148,7 +148,7 @@ def test_summary_row_of_passing_variant(build: BuildResult) -> None:
 
 
 def test_reference_row_is_marked_reference_not_gated(build: BuildResult) -> None:
-    assert _row(render_markdown(build), "fp32")[-1] == "reference"
+    assert _row(render_markdown(build), "fp32")[-1] == "baseline"
 
 
 def test_mode_table_shows_both_ort_modes_and_marks_the_gated_one(build: BuildResult) -> None:
@@ -157,7 +157,7 @@ def test_mode_table_shows_both_ort_modes_and_marks_the_gated_one(build: BuildRes
     rows = [line for line in section.splitlines() if line.startswith("| int8-qdq |")]
     assert [[cell.strip() for cell in r.split("|")[2:7]] for r in rows] == [
         ["default (x86 kernels)", "", "0.9150", "0.8950", "0.9050"],
-        ["reference (QDQ in float)", "yes", "0.9780", "0.9580", "0.9680"],
+        ["reference (optimizations off; QDQ in float)", "yes", "0.9780", "0.9580", "0.9680"],
     ]
     assert "Mobile gates use the reference mode" in section
 

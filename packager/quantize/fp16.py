@@ -13,9 +13,12 @@ The converter is onnxconverter-common 1.16 ``float16.convert_float_to_float16``.
    ``model.half()`` export, or those inserted Casts) becomes the FP32 initializer (exact); every
    other ``Cast(to=FLOAT)`` becomes ``Cast(to=FLOAT16)``, because the converter rewrites a Cast's
    output type to FLOAT16 but not its ``to`` attribute, which onnxruntime refuses ("Type
-   (tensor(float16)) of output arg ... does not match expected type (tensor(float))"). Nodes whose
-   ONNX schema allows no FP16 for a float tensor they use (QuantizeLinear at opset 13, Celu, ...)
-   stay float.
+   (tensor(float16)) of output arg ... does not match expected type (tensor(float))"), except a
+   Cast that makes a graph output, which stays a float Cast (the converter fails on a Cast to
+   FLOAT16 there). A graph output other nodes also read gets its own ``Identity``, so those nodes
+   read an FP16 tensor and not the float32 output. Nodes whose ONNX schema allows no FP16 for a
+   float tensor they use (QuantizeLinear at opset 13, Celu, ...) stay float. The graph edits are in
+   :mod:`packager.quantize.fp16_graph`.
 3. Range audit (:mod:`packager.quantize.fp16_range`): weights beyond 65504, and, with calibration
    data, activations; those nodes stay float (``node_block_list``).
 4. Convert with ``check_fp16_ready=False``. That check refuses a graph with any FP16 tensor, to stop
@@ -37,7 +40,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from packager.errors import ConversionError
-from packager.quantize import fp16_range
+from packager.quantize import fp16_graph, fp16_range
 from packager.quantize.registry import QuantizeContext, register
 
 log = logging.getLogger(__name__)
@@ -77,15 +80,16 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     step = f"quantize[{ctx.spec.name}:fp16]"
     source = onnx.load(str(ctx.reference))
     model = onnx.load(str(_fold(ctx.reference, ctx.work_dir / "folded.onnx", step)))
-    _name_nodes(model.graph)
+    read_outputs = fp16_graph.separate_read_outputs(model)
+    fp16_graph.name_nodes(model.graph)
     # ORT's saved model imports every domain it knows (com.microsoft, org.pytorch.aten, ...): keep the used.
     used = {n.domain for n in model.graph.node} | {""}
     kept_imports = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
     del model.opset_import[:]
     model.opset_import.extend(kept_imports)
-    upcast = _upcast_fp16_constants(model.graph)
+    upcast = fp16_graph.upcast_fp16_constants(model.graph)
     model = onnx.shape_inference.infer_shapes(model)
-    types = _elem_types(model.graph)
+    types = fp16_graph.elem_types(model.graph)
 
     weights = fp16_range.weights_out_of_range(model)
     audit: dict[str, object]
@@ -101,13 +105,17 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
         audit = ranges.record()
         kept |= {k.node for k in ranges.kept_in_float}
     no_fp16 = _no_fp16_in_schema(model, types)
-    kept |= set(no_fp16)
-    retargeted = _retarget_float_casts(model.graph, kept)
-    _private_initializers(model.graph, kept)
+    output_casts = fp16_graph.float_output_casts(model.graph)
+    kept |= {*no_fp16, *output_casts}
+    retargeted = fp16_graph.retarget_float_casts(model.graph, kept)
+    fp16_graph.private_initializers(model.graph, kept)
 
     converted = _convert(model, kept, step)
-    _bypass_cast_pairs(converted.graph)
-    _restore_float_outputs(converted.graph, {o.name for o in source.graph.output if _is_float(o)})
+    fp16_graph.bypass_cast_pairs(converted.graph)
+    fp16_graph.restore_float_outputs(
+        converted.graph, {o.name for o in source.graph.output if fp16_graph.is_float(o)}
+    )
+    fp16_graph.merge_float_casts(converted.graph)
     repacked = _repack_raw(converted)
     onnx.save(converted, str(ctx.output))
     _check_loads(ctx.output, step)
@@ -121,6 +129,8 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
         ),
         "fp16_weights_upcast": upcast,
         "casts_to_fp16": retargeted,
+        "float_output_casts": output_casts,
+        "outputs_given_identity": read_outputs,
         "no_fp16_in_schema": no_fp16,
         "float_by_converter_default": _default_float_ops(model.graph),
         "fp16_weight_range": {
@@ -215,48 +225,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# --- graph edits before conversion -------------------------------------------------------------
-
-
-def _name_nodes(graph: onnx.GraphProto) -> None:
-    """Give unnamed or duplicate-named nodes unique names: the block list matches by name, and an
-    empty name in it would match every unnamed node."""
-    seen: set[str] = set()
-    for index, node in enumerate(graph.node):
-        if not node.name or node.name in seen:
-            node.name = f"{node.op_type}_{index}"
-            while node.name in seen:
-                node.name += "_"
-        seen.add(node.name)
-
-
-def _upcast_fp16_constants(graph: onnx.GraphProto) -> int:
-    """Replace ``Cast(to=FLOAT)`` of an FP16 initializer by that initializer in FP32 (exact)."""
-    fp16 = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
-    outputs = {o.name for o in graph.output}
-    done = []
-    for node in graph.node:
-        if _cast_to(node) == TensorProto.FLOAT and node.input[0] in fp16 and node.output[0] not in outputs:
-            array = numpy_helper.to_array(fp16[node.input[0]]).astype(np.float32)
-            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
-            done.append(node)
-    for node in done:
-        graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input} | outputs
-    for name, tensor in fp16.items():
-        if name not in used:
-            graph.initializer.remove(tensor)
-    return len(done)
-
-
-def _retarget_float_casts(graph: onnx.GraphProto, kept: set[str]) -> list[str]:
-    """``Cast(to=FLOAT)`` -> ``Cast(to=FLOAT16)`` outside the float nodes; returns their names."""
-    names = []
-    for node in graph.node:
-        if _cast_to(node) == TensorProto.FLOAT and node.name not in kept:
-            next(a for a in node.attribute if a.name == "to").i = TensorProto.FLOAT16
-            names.append(node.name)
-    return names
+# --- what stays float ------------------------------------------------------------------------
 
 
 def _no_fp16_in_schema(model: onnx.ModelProto, types: dict[str, int]) -> list[str]:
@@ -290,30 +259,6 @@ def _no_fp16_in_schema(model: onnx.ModelProto, types: dict[str, int]) -> list[st
     return sorted(found)
 
 
-def _private_initializers(graph: onnx.GraphProto, kept: set[str]) -> None:
-    """Give float nodes their own copy of an initializer they share with FP16 nodes.
-
-    The converter leaves every input of a blocked node in FP32 (``process_initializers``), so a
-    shared one (onnxruntime's ConstantSharing makes many) would reach the FP16 node as float.
-    """
-    by_name = {t.name: t for t in graph.initializer}
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in set(node.input):
-            if name in by_name:
-                users.setdefault(name, []).append(node)
-    for name, nodes in users.items():
-        if by_name[name].data_type != TensorProto.FLOAT or len({n.name in kept for n in nodes}) < 2:
-            continue
-        copy = onnx.TensorProto()
-        copy.CopyFrom(by_name[name])
-        copy.name = f"{name}_fp32"
-        graph.initializer.append(copy)
-        for node in nodes:
-            if node.name in kept:
-                node.input[:] = [copy.name if i == name else i for i in node.input]
-
-
 def _default_float_ops(graph: onnx.GraphProto) -> dict[str, int]:
     """Nodes per op type that the converter keeps float by default (``DEFAULT_OP_BLOCK_LIST``)."""
     from onnxconverter_common import float16
@@ -323,70 +268,3 @@ def _default_float_ops(graph: onnx.GraphProto) -> dict[str, int]:
         if node.op_type in float16.DEFAULT_OP_BLOCK_LIST:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
-
-
-# --- graph repairs after conversion ------------------------------------------------------------
-
-
-def _bypass_cast_pairs(graph: onnx.GraphProto) -> None:
-    """Feed ``Cast(to=FLOAT)`` of ``Cast(to=FLOAT16)`` of a float tensor from that tensor directly.
-
-    The converter puts such a pair between two float nodes; its ``remove_unnecessary_cast_node``
-    only removes pairs with one consumer (1.16 compares the multi-consumer case against the wrong
-    constants). Through FP16, a value beyond 65504 between two float nodes would become inf.
-    """
-    types = _elem_types(graph)
-    producers = {o: n for n in graph.node for o in n.output}
-    for node in graph.node:
-        first = producers.get(node.input[0]) if _cast_to(node) == TensorProto.FLOAT else None
-        if first is not None and _cast_to(first) == TensorProto.FLOAT16:
-            source = first.input[0]
-            if _type_of(source, producers, types) == TensorProto.FLOAT:
-                node.input[0] = source  # now a float -> float Cast, which onnxruntime elides
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    for node in [n for n in graph.node if _cast_to(n) == TensorProto.FLOAT16 and n.output[0] not in used]:
-        graph.node.remove(node)
-
-
-def _restore_float_outputs(graph: onnx.GraphProto, float_outputs: set[str]) -> None:
-    """Keep float32 graph outputs float32 when a float node produces them.
-
-    The converter's ``insert_cast16_after_node`` makes the node's output a Cast to FLOAT16 and
-    retypes the graph output to FLOAT16, after which ``keep_io_types`` no longer sees a float output
-    to preserve: make that Cast one to FLOAT again (a no-op when its input is float).
-    """
-    producers = {o: n for n in graph.node for o in n.output}
-    for output in graph.output:
-        producer = producers.get(output.name)
-        if output.name in float_outputs and producer is not None and _cast_to(producer) is not None:
-            next(a for a in producer.attribute if a.name == "to").i = TensorProto.FLOAT
-            output.type.tensor_type.elem_type = TensorProto.FLOAT
-
-
-# --- small helpers -----------------------------------------------------------------------------
-
-
-def _cast_to(node: onnx.NodeProto) -> int | None:
-    if node.op_type != "Cast":
-        return None
-    return next((a.i for a in node.attribute if a.name == "to"), None)
-
-
-def _is_float(value: onnx.ValueInfoProto) -> bool:
-    return value.type.tensor_type.elem_type == TensorProto.FLOAT
-
-
-def _elem_types(graph: onnx.GraphProto) -> dict[str, int]:
-    types = {t.name: t.data_type for t in graph.initializer}
-    types.update(
-        {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
-    )
-    return types
-
-
-def _type_of(name: str, producers: dict[str, onnx.NodeProto], types: dict[str, int]) -> int | None:
-    """A tensor's element type: a Cast's ``to`` when a Cast makes it (value_info can be stale), else
-    the graph's value_info."""
-    producer = producers.get(name)
-    to = _cast_to(producer) if producer is not None else None
-    return to if to is not None else types.get(name)

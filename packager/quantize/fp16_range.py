@@ -15,9 +15,13 @@ Measured per node, as the largest ``|value|`` over the audited images:
   up to the first node whose output is back in range;
 - accumulators its output hides: mean-type reductions (ReduceMean, GlobalAveragePool, AveragePool)
   sum ``count`` values before dividing, and XNNPACK's f16 gavgpool/avgpool microkernels add in FP16
-  and scale afterwards, so the sum ``|mean| * count`` is what overflows; ReduceL2 sums squares
-  (``output ** 2``); normalisations that square their input (LpNormalization, LayerNormalization,
-  InstanceNormalization, GroupNormalization, MeanVarianceNormalization) form ``input ** 2``.
+  and scale afterwards, so the sum ``|mean| * count`` is what overflows; ReduceL2 sums the squares
+  over its reduced axes (exactly ``output ** 2``); normalisations (LpNormalization,
+  LayerNormalization, InstanceNormalization, GroupNormalization, MeanVarianceNormalization) sum the
+  squares of their input over the normalised axes (LpNormalization with ``p=1``: absolute values),
+  computed from the input during the run. Layer/instance/group normalisation and MVN kernels
+  square the centred input, whose sum is at most that (the mean's own sum is below it too): an
+  estimate from above, exact for LpNormalization.
 
 Not measured: partial sums inside Conv/MatMul/Gemm beyond their output (they can exceed it only by
 cancellation), and weights, which :func:`weights_out_of_range` checks without data.
@@ -53,7 +57,7 @@ RUN_BUDGET_BYTES = 512 * 2**20
 """Float outputs fetched per run. All intermediates of a detector at 640x640 take ~1.5 GB at once."""
 
 _MEAN_OPS = frozenset({"ReduceMean", "GlobalAveragePool", "AveragePool"})
-_SQUARING_OPS = frozenset(
+_NORM_OPS = frozenset(
     {
         "LpNormalization",
         "LayerNormalization",
@@ -70,6 +74,37 @@ class TensorStats:
     """Largest ``|value|`` over the audited images (FP32)."""
     size: int
     """Elements per image."""
+
+
+@dataclass(frozen=True)
+class NormSum:
+    """The largest sum a normalisation forms over its input's normalised axes (see :func:`norm_sum`)."""
+
+    total: float
+    """Largest sum over the audited images and the positions of the other axes."""
+    count: int
+    """Values per sum."""
+    over: str
+    """The axes summed, in words."""
+    power: int
+    """2: sum of squares; 1: sum of absolute values (LpNormalization ``p=1``)."""
+
+    def describe(self, tensor: str) -> str:
+        what = "squares" if self.power == 2 else "absolute values"
+        where = f"over {self.over} ({self.count} values) of input {tensor!r}"
+        return f"sum of {what} {where} reaches {self.total:.4g}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one FP32 run over the audited images saw."""
+
+    tensors: dict[str, TensorStats]
+    """The graph input and every typed float node output."""
+    norm_sums: dict[str, NormSum]
+    """By node name, for the normalisations whose input was measured."""
+    untyped: int
+    """Node outputs shape inference gave no type: not measured."""
 
 
 @dataclass(frozen=True)
@@ -161,8 +196,7 @@ def findings(weights: list[WeightFinding], audit: dict[str, object]) -> list[str
     kept = audit.get("kept_in_float", [])
     assert isinstance(kept, list)
     found += [
-        f"{k['op']} {k['node']} reaches {k['max_abs']:.4g} on the calibration images ({k['why']}): "
-        "kept in float"
+        f"{k['op']} {k['node']}: {k['why']} on the calibration images: kept in float"
         for k in kept[:MAX_FINDINGS]
     ]
     if len(kept) > MAX_FINDINGS:
@@ -228,12 +262,12 @@ def audit_activations(
     disabled so every tensor is the graph's own); its errors propagate.
     """
     samples = spread(data, max_images)
-    stats, untyped = tensor_stats(model, samples)
+    measured = tensor_stats(model, samples)
     threshold = FP16_MAX / margin
     kept: list[NodeValue] = []
     largest: NodeValue | None = None
     for node in model.graph.node:
-        peak = _node_peak(node, stats)
+        peak = _node_peak(node, measured)
         if peak is None:
             continue
         if largest is None or peak.max_abs > largest.max_abs:
@@ -241,7 +275,7 @@ def audit_activations(
         if peak.max_abs > threshold:
             kept.append(peak)
             log.info("fp16 range: %s (%s) stays float: %s", peak.node, peak.op, peak.why)
-    return RangeAudit(len(samples), len(stats), margin, kept, largest, untyped)
+    return RangeAudit(len(samples), len(measured.tensors), margin, kept, largest, measured.untyped)
 
 
 def spread(data: np.ndarray, count: int) -> np.ndarray:
@@ -251,11 +285,12 @@ def spread(data: np.ndarray, count: int) -> np.ndarray:
     return data[np.linspace(0, len(data) - 1, count).round().astype(int)]
 
 
-def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> tuple[dict[str, TensorStats], int]:
-    """Max ``|value|`` and size of the graph input and every float node output over ``samples``.
+def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> Measured:
+    """Max ``|value|`` and size of the graph input and every float node output over ``samples``, and
+    the sums the normalisations form over them.
 
-    Returns the stats and the number of node outputs skipped because shape inference gave them no
-    type (a graph output needs one). Outputs are fetched in chunks of :data:`RUN_BUDGET_BYTES`.
+    Node outputs shape inference gave no type are skipped and counted (a graph output needs one).
+    Outputs are fetched in chunks of :data:`RUN_BUDGET_BYTES`.
     """
     import onnxruntime as ort
 
@@ -270,6 +305,13 @@ def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> tuple[dict[str,
 
     input_name = next(i.name for i in model.graph.input if i.name not in initializers)
     stats = {input_name: TensorStats(float(np.max(np.abs(samples))), per_image)}
+    norms: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        if node.op_type in _NORM_OPS and node.input and node.input[0]:
+            norms.setdefault(node.input[0], []).append(node)
+    sums: dict[str, NormSum] = {}
+    for sample in samples:
+        _add_norm_sums(sums, norms.get(input_name, []), sample[None])
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
@@ -284,12 +326,46 @@ def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> tuple[dict[str,
             for name, value in zip(chunk, session.run(chunk, {input_name: sample[None]}), strict=True):
                 peaks[name] = max(peaks[name], float(np.max(np.abs(value), initial=0.0)))
                 sizes[name] = int(value.size)
+                _add_norm_sums(sums, norms.get(name, []), value)
         stats.update({o: TensorStats(peaks[o], sizes[o]) for o in chunk})
-    return stats, untyped
+    return Measured(stats, sums, untyped)
 
 
-def _node_peak(node: onnx.NodeProto, stats: dict[str, TensorStats]) -> NodeValue | None:
+def _add_norm_sums(sums: dict[str, NormSum], nodes: list[onnx.NodeProto], value: np.ndarray) -> None:
+    """Raise ``sums[node]`` to this ``value``'s sum where it is larger."""
+    for node in nodes:
+        found = norm_sum(node, value)
+        if node.name not in sums or found.total > sums[node.name].total:
+            sums[node.name] = found
+
+
+def norm_sum(node: onnx.NodeProto, value: np.ndarray) -> NormSum:
+    """The largest sum of squares (of ``|x|`` for LpNormalization ``p=1``) that normalisation ``node``
+    forms over the normalised axes of ``value``, its input (float64)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = value.ndim
+    power = int(attrs.get("p", 2)) if node.op_type == "LpNormalization" else 2
+    if node.op_type == "GroupNormalization":
+        groups = int(attrs["num_groups"])
+        value, axes, over = value.reshape(value.shape[0], groups, -1), (2,), f"each of {groups} groups"
+    else:
+        if node.op_type == "LpNormalization":
+            axes = (int(attrs.get("axis", -1)) % rank,)
+        elif node.op_type == "LayerNormalization":
+            axes = tuple(range(int(attrs.get("axis", -1)) % rank, rank))
+        elif node.op_type == "InstanceNormalization":
+            axes = tuple(range(2, rank))
+        else:  # MeanVarianceNormalization
+            axes = tuple(sorted({int(a) % rank for a in attrs.get("axes", [0, 2, 3])}))
+        over = f"axis {axes[0]}" if len(axes) == 1 else f"axes {', '.join(map(str, axes))}"
+    total = np.sum(np.abs(value.astype(np.float64)) ** power, axis=axes)
+    count = int(np.prod([value.shape[a] for a in axes]))
+    return NormSum(float(np.max(total, initial=0.0)), count, over, power)
+
+
+def _node_peak(node: onnx.NodeProto, measured: Measured) -> NodeValue | None:
     """The largest of a node's float inputs, outputs and hidden accumulators, or None if it has none."""
+    stats = measured.tensors
     found: list[tuple[float, str]] = []
     found += [
         (stats[o].max_abs, f"output {o!r} reaches {stats[o].max_abs:.4g}") for o in node.output if o in stats
@@ -303,12 +379,13 @@ def _node_peak(node: onnx.NodeProto, stats: dict[str, TensorStats]) -> NodeValue
         count = _pooled_count(node, first_in, first_out)
         total = first_out.max_abs * count
         found.append((total, f"sum of {count} values behind the mean reaches {total:.4g}"))
-    elif node.op_type == "ReduceL2" and first_out:
+    elif node.op_type == "ReduceL2" and first_in and first_out:
         total = first_out.max_abs**2
-        found.append((total, f"sum of squares behind the L2 norm reaches {total:.4g}"))
-    elif node.op_type in _SQUARING_OPS and first_in:
-        total = first_in.max_abs**2
-        found.append((total, f"squares of its input reach {total:.4g}"))
+        count = max(1, first_in.size // max(1, first_out.size))
+        found.append((total, f"sum of squares over the reduced axes ({count} values) reaches {total:.4g}"))
+    elif node.name in measured.norm_sums:
+        norm = measured.norm_sums[node.name]
+        found.append((norm.total, norm.describe(node.input[0])))
     if not found:
         return None
     value, why = max(found)

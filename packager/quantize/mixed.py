@@ -105,6 +105,12 @@ def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
         "probe_images": len(probe),
         "target_reached": best[1] >= limits.target_mean_cosine,
         "stop_reason": stop_reason,
+        "findings": []
+        if best[1] >= limits.target_mean_cosine
+        else [
+            f"target mean cosine {limits.target_mean_cosine} not reached: best {best[1]:.5f} on the probe "
+            f"images with {len(chosen)} float node(s); {stop_reason}"
+        ],
         "quantizable_nodes": len(candidates),
         "folded_activations": folded,
         "float_nodes": [

@@ -17,7 +17,7 @@ TAR_COLUMN_KEY = "1e-3"
 
 MODE_LABELS: dict[str, str] = {
     "default": "default (x86 kernels)",
-    "reference": "reference (QDQ in float)",
+    "reference": "reference (optimizations off; QDQ in float)",
 }
 
 MODES_NOTE = (
@@ -122,7 +122,7 @@ def _summary(model: ModelResult) -> Table:
                 fmt.number(v.tar_at_far.get(TAR_COLUMN_KEY) if v else None),
                 fmt.percent(m.decision_flips if m else None),
                 fmt.millis(m.latency.p50_ms if m else None),
-                "reference" if is_reference else fmt.verdict(variant.passed),
+                "baseline" if is_reference else fmt.verdict(variant.passed),
             ]
         )
     return Table(header, rows)
