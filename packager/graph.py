@@ -97,7 +97,9 @@ class GraphReport:
 def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
     """Load with external data, refusing anything that is not a usable ONNX file with a clear reason."""
     if not path.exists():
-        raise ModelError(path, "model file not found", "check the path (in a build: [models].source in packager.toml)")
+        raise ModelError(
+            path, "model file not found", "check the path (in a build: [models].source in packager.toml)"
+        )
     if path.is_dir():
         raise ModelError(path, "is a folder, not an .onnx file", "point source at the .onnx file")
     head = path.read_bytes()[:64]
@@ -196,13 +198,40 @@ def inspect_model(model: onnx.ModelProto, path: Path, spec: InputSpec | None = N
         initializers_as_inputs=as_inputs,
         dynamic_dims=dynamic,
         input_fixes=fixes,
-        notes=_notes(as_inputs, dynamic, opset_of(model)),
+        notes=_notes(as_inputs, dynamic, opset_of(model), model.ir_version, _shape_inference_error(model)),
     )
 
 
-def _notes(initializers_as_inputs: int, dynamic_dims: list[str], opset: int) -> list[Note]:
+def _shape_inference_error(model: onnx.ModelProto) -> str | None:
+    """What onnx's type and shape inference rejects (the build stops on it), else None."""
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:  # inference errors come from C++ as several exception types
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def _notes(
+    initializers_as_inputs: int,
+    dynamic_dims: list[str],
+    opset: int,
+    ir_version: int = 0,
+    inference_error: str | None = None,
+) -> list[Note]:
     """The one place `packager check`'s notes are worded, for its text and its JSON alike."""
+    from packager.cleanup import ORT_MAX_IR_VERSION
+
     notes = []
+    if inference_error:
+        fix = (
+            "re-export the model (the node named is where its types or shapes disagree); build will refuse it"
+        )
+        notes.append(
+            Note("shape-inference", f"onnx shape inference rejects the model: {inference_error}", fix)
+        )
+    if ir_version > ORT_MAX_IR_VERSION:
+        message = f"IR version {ir_version} is newer than onnxruntime loads ({ORT_MAX_IR_VERSION})"
+        notes.append(Note("ir-version", message, f"`packager build` sets it to {ORT_MAX_IR_VERSION}"))
     if initializers_as_inputs:
         message = f"{initializers_as_inputs} initializers are listed as graph inputs (blocks constant folding"
         fix = "`packager build` removes them from the inputs"

@@ -260,4 +260,22 @@ def test_inspect_notes_say_what_build_fixes(tmp_path: Path) -> None:
     assert report.notes[0].message.startswith(f"{len(model.graph.initializer)} initializers")
     assert "data[0]=N" in report.notes[1].message
     assert all(n.fix for n in report.notes)
-    assert inspect_model(constant_weights(), tmp_path / "m.onnx").notes == []
+    assert [n.code for n in inspect_model(constant_weights(), tmp_path / "m.onnx").notes] == ["ir-version"]
+
+
+def test_check_notes_what_shape_inference_rejects_and_a_too_new_ir_version() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    low = numpy_helper.from_array(np.asarray(0.0, np.float64), "low")  # Clip's min must match x's type
+    graph = helper.make_graph(
+        [helper.make_node("Clip", ["x", "low"], ["y"], name="clip")],
+        "bad_clip",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [low],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 12
+    notes = {n.code: n for n in inspect_model(model, Path("m.onnx")).notes}
+    assert "inconsistent type" in notes["shape-inference"].message
+    assert notes["ir-version"].message == "IR version 12 is newer than onnxruntime loads (11)"

@@ -19,9 +19,8 @@ Measured per node, as the largest ``|value|`` over the audited images:
   over its reduced axes (exactly ``output ** 2``); normalisations (LpNormalization,
   LayerNormalization, InstanceNormalization, GroupNormalization, MeanVarianceNormalization) sum the
   squares of their input over the normalised axes (LpNormalization with ``p=1``: absolute values),
-  computed from the input during the run. Layer/instance/group normalisation and MVN kernels
-  square the centred input, whose sum is at most that (the mean's own sum is below it too): an
-  estimate from above, exact for LpNormalization.
+  computed from the input during the run. Kernels that square the centred input (variance) sum
+  at most that: for them it is an estimate from above.
 
 Not measured: partial sums inside Conv/MatMul/Gemm beyond their output (they can exceed it only by
 cancellation), and weights, which :func:`weights_out_of_range` checks without data.
@@ -38,7 +37,9 @@ maximum, at 640x640), which stay float.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -57,15 +58,14 @@ RUN_BUDGET_BYTES = 512 * 2**20
 """Float outputs fetched per run. All intermediates of a detector at 640x640 take ~1.5 GB at once."""
 
 _MEAN_OPS = frozenset({"ReduceMean", "GlobalAveragePool", "AveragePool"})
-_NORM_OPS = frozenset(
-    {
-        "LpNormalization",
-        "LayerNormalization",
-        "InstanceNormalization",
-        "GroupNormalization",
-        "MeanVarianceNormalization",
-    }
-)
+_NORMALISED_AXES: dict[str, Callable[[dict[str, Any], int], tuple[int, ...]]] = {
+    "LpNormalization": lambda a, rank: (a.get("axis", -1) % rank,),
+    "LayerNormalization": lambda a, rank: tuple(range(a.get("axis", -1) % rank, rank)),
+    "InstanceNormalization": lambda a, rank: tuple(range(2, rank)),
+    "GroupNormalization": lambda a, rank: (2,),  # of the input as [N, num_groups, -1]
+    "MeanVarianceNormalization": lambda a, rank: tuple(sorted({x % rank for x in a.get("axes", [0, 2, 3])})),
+}
+"""The axes each normalisation sums its input's squares over, from its attributes (schema defaults)."""
 
 
 @dataclass(frozen=True)
@@ -77,32 +77,14 @@ class TensorStats:
 
 
 @dataclass(frozen=True)
-class NormSum:
-    """The largest sum a normalisation forms over its input's normalised axes (see :func:`norm_sum`)."""
-
-    total: float
-    """Largest sum over the audited images and the positions of the other axes."""
-    count: int
-    """Values per sum."""
-    over: str
-    """The axes summed, in words."""
-    power: int
-    """2: sum of squares; 1: sum of absolute values (LpNormalization ``p=1``)."""
-
-    def describe(self, tensor: str) -> str:
-        what = "squares" if self.power == 2 else "absolute values"
-        where = f"over {self.over} ({self.count} values) of input {tensor!r}"
-        return f"sum of {what} {where} reaches {self.total:.4g}"
-
-
-@dataclass(frozen=True)
 class Measured:
     """What one FP32 run over the audited images saw."""
 
     tensors: dict[str, TensorStats]
     """The graph input and every typed float node output."""
-    norm_sums: dict[str, NormSum]
-    """By node name, for the normalisations whose input was measured."""
+    norm_sums: dict[str, tuple[float, str]]
+    """By node name, for the normalisations whose input was measured: the largest sum of squares
+    over the normalised axes (see :func:`norm_sum`) and what it is, in words."""
     untyped: int
     """Node outputs shape inference gave no type: not measured."""
 
@@ -307,9 +289,9 @@ def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> Measured:
     stats = {input_name: TensorStats(float(np.max(np.abs(samples))), per_image)}
     norms: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
-        if node.op_type in _NORM_OPS and node.input and node.input[0]:
+        if node.op_type in _NORMALISED_AXES and node.input and node.input[0]:
             norms.setdefault(node.input[0], []).append(node)
-    sums: dict[str, NormSum] = {}
+    sums: dict[str, tuple[float, str]] = {}
     for sample in samples:
         _add_norm_sums(sums, norms.get(input_name, []), sample[None])
     options = ort.SessionOptions()
@@ -331,36 +313,32 @@ def tensor_stats(model: onnx.ModelProto, samples: np.ndarray) -> Measured:
     return Measured(stats, sums, untyped)
 
 
-def _add_norm_sums(sums: dict[str, NormSum], nodes: list[onnx.NodeProto], value: np.ndarray) -> None:
+def _add_norm_sums(
+    sums: dict[str, tuple[float, str]], nodes: list[onnx.NodeProto], value: np.ndarray
+) -> None:
     """Raise ``sums[node]`` to this ``value``'s sum where it is larger."""
     for node in nodes:
-        found = norm_sum(node, value)
-        if node.name not in sums or found.total > sums[node.name].total:
-            sums[node.name] = found
+        total, what = norm_sum(node, value)
+        if node.name not in sums or total > sums[node.name][0]:
+            sums[node.name] = (total, f"{what} of input {node.input[0]!r} reaches {total:.4g}")
 
 
-def norm_sum(node: onnx.NodeProto, value: np.ndarray) -> NormSum:
+def norm_sum(node: onnx.NodeProto, value: np.ndarray) -> tuple[float, str]:
     """The largest sum of squares (of ``|x|`` for LpNormalization ``p=1``) that normalisation ``node``
-    forms over the normalised axes of ``value``, its input (float64)."""
+    forms over the normalised axes of ``value``, its input (in float64), and that sum in words."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    rank = value.ndim
-    power = int(attrs.get("p", 2)) if node.op_type == "LpNormalization" else 2
     if node.op_type == "GroupNormalization":
-        groups = int(attrs["num_groups"])
-        value, axes, over = value.reshape(value.shape[0], groups, -1), (2,), f"each of {groups} groups"
-    else:
-        if node.op_type == "LpNormalization":
-            axes = (int(attrs.get("axis", -1)) % rank,)
-        elif node.op_type == "LayerNormalization":
-            axes = tuple(range(int(attrs.get("axis", -1)) % rank, rank))
-        elif node.op_type == "InstanceNormalization":
-            axes = tuple(range(2, rank))
-        else:  # MeanVarianceNormalization
-            axes = tuple(sorted({int(a) % rank for a in attrs.get("axes", [0, 2, 3])}))
-        over = f"axis {axes[0]}" if len(axes) == 1 else f"axes {', '.join(map(str, axes))}"
+        value = value.reshape(value.shape[0], attrs["num_groups"], -1)
+    axes = _NORMALISED_AXES[node.op_type](attrs, value.ndim)
+    power = attrs.get("p", 2)  # LpNormalization's p (1 or 2); the others square
     total = np.sum(np.abs(value.astype(np.float64)) ** power, axis=axes)
     count = int(np.prod([value.shape[a] for a in axes]))
-    return NormSum(float(np.max(total, initial=0.0)), count, over, power)
+    if node.op_type == "GroupNormalization":
+        over = f"each of {value.shape[1]} groups"
+    else:
+        over = f"axis {axes[0]}" if len(axes) == 1 else f"axes {', '.join(map(str, axes))}"
+    what = "squares" if power == 2 else "absolute values"
+    return float(np.max(total, initial=0.0)), f"sum of {what} over {over} ({count} values)"
 
 
 def _node_peak(node: onnx.NodeProto, measured: Measured) -> NodeValue | None:
@@ -379,13 +357,12 @@ def _node_peak(node: onnx.NodeProto, measured: Measured) -> NodeValue | None:
         count = _pooled_count(node, first_in, first_out)
         total = first_out.max_abs * count
         found.append((total, f"sum of {count} values behind the mean reaches {total:.4g}"))
-    elif node.op_type == "ReduceL2" and first_in and first_out:
-        total = first_out.max_abs**2
-        count = max(1, first_in.size // max(1, first_out.size))
-        found.append((total, f"sum of squares over the reduced axes ({count} values) reaches {total:.4g}"))
+    elif node.op_type == "ReduceL2" and first_out:
+        total = first_out.max_abs**2  # exactly the largest sum of squares
+        count = f" ({first_in.size // max(1, first_out.size)} values)" if first_in else ""
+        found.append((total, f"sum of squares over the reduced axes{count} reaches {total:.4g}"))
     elif node.name in measured.norm_sums:
-        norm = measured.norm_sums[node.name]
-        found.append((norm.total, norm.describe(node.input[0])))
+        found.append(measured.norm_sums[node.name])
     if not found:
         return None
     value, why = max(found)
