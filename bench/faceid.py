@@ -1,8 +1,9 @@
 """Measured figures for the SFace example, from one cold build and one no-op rebuild.
 
-Prints each variant's size ratio, cosine to FP32, AUC drop, decision flips and host latency in
-both ORT modes, plus the INT8/FP32 latency ratios and the build times. Run after
-``python examples/faceid/prepare_data.py``; uses a fresh cache so the cold time is real.
+Prints each variant's size ratio and, for the model's primary (embedding) output, cosine to FP32,
+AUC drop and decision flips ("n/a" without pairs), with host latency in both ORT modes, plus the
+INT8/FP32 latency ratios and the build times. Run after ``python examples/faceid/prepare_data.py``;
+uses a fresh cache so the cold time is real.
 """
 
 from __future__ import annotations
@@ -35,24 +36,29 @@ def main() -> None:
         warm = time.perf_counter() - start
         assert all(s.cached for s in again.steps), "no-op rebuild ran a step"
     for model in outcome.result.models:
+        name = model.primary_output  # the embedding: verification and flips are measured on it
         ref = model.reference.modes["default"]
+        ref_out = ref.output(name)
+        pairs = ref_out.verification
         print(
-            f"\n{model.name}: {ref.verification.positives if ref.verification else 0} positive / "
-            f"{ref.verification.negatives if ref.verification else 0} negative pairs"
+            f"\n{model.name} [{name}, {ref_out.kind}]: {pairs.positives if pairs else 0} positive / "
+            f"{pairs.negatives if pairs else 0} negative pairs"
         )
         header = f"{'variant':<13}{'mode':<10}{'size':>7}{'mean cos':>10}{'min cos':>9}{'AUC drop':>10}"
         print(header + f"{'flips':>8}{'p50 ms':>8}{'p90 ms':>8}{'p50/FP32':>9}  gate")
         for v in [model.reference, *model.variants]:
-            for name, mode in v.modes.items():
+            for mode_name, mode in v.modes.items():
+                out = mode.output(name)
                 auc_drop = (
-                    (ref.verification.auc - mode.verification.auc)
-                    if ref.verification and mode.verification
-                    else 0.0
+                    f"{ref_out.verification.auc - out.verification.auc:>10.4f}"
+                    if ref_out.verification and out.verification
+                    else f"{'n/a':>10}"
                 )
-                gate = ("pass" if v.passed else "FAIL") if name == v.gate_mode and v.gates else ""
+                flips = f"{out.decision_flips:>8.4f}" if out.decision_flips is not None else f"{'n/a':>8}"
+                gate = ("pass" if v.passed else "FAIL") if mode_name == v.gate_mode and v.gates else ""
                 print(
-                    f"{v.variant:<13}{name:<10}{v.size_ratio:>7.3f}{mode.cosine.mean:>10.5f}{mode.cosine.min:>9.4f}"
-                    f"{auc_drop:>10.4f}{(mode.decision_flips or 0):>8.4f}{mode.latency.p50_ms:>8.2f}"
+                    f"{v.variant:<13}{mode_name:<10}{v.size_ratio:>7.3f}{out.cosine.mean:>10.5f}"
+                    f"{out.cosine.min:>9.4f}{auc_drop}{flips}{mode.latency.p50_ms:>8.2f}"
                     f"{mode.latency.p90_ms:>8.2f}{mode.latency.p50_ms / ref.latency.p50_ms:>9.2f}  {gate}"
                 )
         mixed = next((v for v in model.variants if v.variant == "mixed"), None)

@@ -20,7 +20,7 @@ from packager.config import Config, ModelSpec
 from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
 from packager.source import source_files, source_sha256
 from packager.steps import Hasher, StepFailure, StepResult, tool_versions
-from packager.validate.gates import evaluate_gates
+from packager.validate.gates import OutputGatePlan, evaluate_gates, evaluate_task_gates, plan_gates
 from packager.validate.metrics import artifact_size
 
 REPORTED_TOOLS = (
@@ -81,10 +81,14 @@ def _variant(
     fp32_size: int,
     details: dict[str, object],
     hasher: Hasher,
+    gate_plans: list[OutputGatePlan],
 ) -> VariantResult:
     modes = _modes(validate.meta)
     gate_mode = REFERENCE_MODES[0] if reference is None else GATE_MODE
-    gates = [] if reference is None else evaluate_gates(modes[gate_mode], reference, spec.gates)
+    gates = []
+    if reference is not None:
+        gates = evaluate_gates(modes[gate_mode], reference, gate_plans)
+        gates += evaluate_task_gates(modes[gate_mode], spec.task.gates if spec.task else {})
     size = artifact_size(path)
     return VariantResult(
         variant=name,
@@ -134,9 +138,11 @@ def assemble(
         assert isinstance(outputs_meta, list)
         io_out = [IOInfo.model_validate(o) for o in outputs_meta]  # every output the app receives
         reference = _variant(
-            spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher
+            spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher, []
         )
         ref_mode = reference.modes[REFERENCE_MODES[0]]
+        has_pairs = any(o.verification is not None for o in ref_mode.outputs)
+        gate_plans = plan_gates([o.name for o in io_out], spec.declared_outputs, spec.gates, has_pairs)
         built = [(reference, fp32_path)]
         failed: list[VariantFailure] = []
         for name in variants_for(spec, options):
@@ -148,14 +154,18 @@ def assemble(
             path = quantized.out / f"{name}.onnx"
             validate = results[names.validate(name)]
             built.append(
-                (_variant(spec, name, path, validate, ref_mode, fp32_size, quantized.meta, hasher), path)
+                (
+                    _variant(
+                        spec, name, path, validate, ref_mode, fp32_size, quantized.meta, hasher, gate_plans
+                    ),
+                    path,
+                )
             )
         variants = [v for v, _ in built[1:]]
         files += [
             BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
         ]
         evaluation = dict(results[names.evaluation].meta)
-        evaluation["pairs_file"] = Path(str(evaluation["pairs_file"])).name
         evaluation["threshold"] = spec.evaluation.threshold
         calibration = results.get(names.calibration)
         if calibration is not None:
@@ -175,7 +185,8 @@ def assemble(
                 reference=reference,
                 variants=variants,
                 failed=failed,
-                output=measured.name,
+                primary_output=measured.name,
+                output_kinds={o.name: o.kind for o in ref_mode.outputs},
             )
         )
     passed = all(v.passed for m in models for v in m.variants) and not any(

@@ -24,7 +24,8 @@ from packager.quantize.registry import QuantizeContext
 from packager.results import OrtMode
 from packager.source import source_inputs
 from packager.steps import Step, StepContext, StepFailure, StepOutput, StepResult, StepRunner
-from packager.validate.evaluate import EvaluationData, LatencySettings, evaluate
+from packager.tasks import TaskContext, check_file, load_check
+from packager.validate.evaluate import EvaluationData, LatencySettings, OutputPlan, TaskRun, evaluate
 
 # packager itself is listed so that a new release never reuses results computed by older code.
 GRAPH_TOOLS = ("packager", "onnx", "onnxruntime")
@@ -115,7 +116,7 @@ def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[S
             "prepare",
             run=lambda ctx: _run_prepare(spec, ctx),
             inputs=source_inputs(spec.source),
-            params={"input": spec.input.model_dump(mode="json"), "output": spec.output.name},
+            params={"input": spec.input.model_dump(mode="json"), "output": spec.primary_output},
             tools=GRAPH_TOOLS,
         )
     ]
@@ -162,7 +163,7 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
             },
             params={
                 **spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
-                "output": spec.output.name,
+                "output": spec.primary_output,
             },
             tools=QUANT_TOOLS,
             # A quantizer failing on this model fails the static variants only; bad calibration
@@ -172,42 +173,54 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
     ]
 
 
-def _evaluation_inputs(names: StepNames) -> dict[str, Path | StepOutput]:
-    return {
+def _evaluation_inputs(config: Config, spec: ModelSpec, names: StepNames) -> dict[str, Path | StepOutput]:
+    """The evaluation data, and the task check's own file when it is one (editing it re-measures)."""
+    inputs: dict[str, Path | StepOutput] = {
         "tensors": StepOutput(names.evaluation, "tensors.npy"),
         "pairs": StepOutput(names.evaluation, "pairs.npy"),
         "labels": StepOutput(names.evaluation, "labels.npy"),
     }
+    check = check_file(spec.task.check, config.path.parent.resolve()) if spec.task else None
+    if check is not None:
+        inputs["task_check"] = check
+    return inputs
 
 
 def _validate_params(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...]) -> dict[str, object]:
     return {
         "threshold": spec.evaluation.threshold,
-        "output": spec.output.name,
+        # Gates are applied when results are assembled, so editing a bar re-gates without re-measuring.
+        "outputs": [o.model_dump(mode="json", exclude={"gates"}) for o in spec.declared_outputs],
+        "task": spec.task.check if spec.task else None,
         "latency": dataclasses.asdict(_latency(config)),
         "modes": list(modes),
     }
 
 
 def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list[Step]:
-    """Evaluation pairs -> tensors, then the FP32 reference's own outputs and metrics."""
-    evalset = datasets.load_pairs(spec.evaluation.pairs)
+    """Evaluation images and/or pairs -> tensors, then the FP32 reference's own outputs and metrics."""
+    evalset = datasets.load_evaluation(spec.evaluation)
     return [
         Step(
             names.evaluation,
             "data",
-            run=lambda ctx: _run_evaluation_data(spec, evalset, ctx),
-            inputs={"pairs": evalset.source, **_data_inputs("image", evalset.images)},
-            params={"input": spec.input.model_dump(mode="json")},
+            run=lambda ctx: _run_evaluation_data(spec, names.prepare, evalset, ctx),
+            inputs=_data_inputs("file", evalset.files()),
+            params={"input": spec.input.model_dump(mode="json"), "count": spec.evaluation.count},
             tools=DATA_TOOLS,
+            after=(names.prepare,),
         ),
         Step(
             names.validate(REFERENCE),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, REFERENCE, REFERENCE_MODES, ctx),
-            inputs={"model": StepOutput(names.prepare, f"{REFERENCE}.onnx"), **_evaluation_inputs(names)},
+            run=lambda ctx: _run_validate(config, spec, names, REFERENCE, REFERENCE_MODES, ctx),
+            inputs={
+                "model": StepOutput(names.prepare, f"{REFERENCE}.onnx"),
+                **_evaluation_inputs(config, spec, names),
+            },
             params=_validate_params(config, spec, REFERENCE_MODES),
             tools=VALIDATE_TOOLS,
+            after=(names.prepare,),
         ),
     ]
 
@@ -232,14 +245,15 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
         Step(
             names.validate(variant),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, variant, VARIANT_MODES, ctx),
+            run=lambda ctx: _run_validate(config, spec, names, variant, VARIANT_MODES, ctx),
             inputs={
                 "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
-                "reference_outputs": StepOutput(names.validate(REFERENCE), "outputs.npy"),
-                **_evaluation_inputs(names),
+                "reference_outputs": StepOutput(names.validate(REFERENCE), OUTPUTS_FILE),
+                **_evaluation_inputs(config, spec, names),
             },
             params=_validate_params(config, spec, VARIANT_MODES),
             tools=VALIDATE_TOOLS,
+            after=(names.prepare,),
             required=False,
         ),
     ]
@@ -272,18 +286,23 @@ def _run_calibration(spec: ModelSpec, prepare: str, ctx: StepContext) -> dict[st
 
 
 def _run_evaluation_data(
-    spec: ModelSpec, evalset: datasets.EvaluationSet, ctx: StepContext
+    spec: ModelSpec, prepare: str, evalset: datasets.EvaluationSet, ctx: StepContext
 ) -> dict[str, object]:
-    tensors = datasets.load_evaluation_tensors(evalset, spec.input)
+    shape = ctx.outputs[prepare]["input"]["shape"]  # type: ignore[index]
+    tensors = datasets.load_evaluation_tensors(evalset, spec.input, list(shape))  # type: ignore[arg-type]
     np.save(ctx.out / "tensors.npy", tensors)
-    np.save(ctx.out / "pairs.npy", evalset.pairs)
-    np.save(ctx.out / "labels.npy", evalset.labels)
+    pairs = evalset.pairs if evalset.pairs is not None else np.zeros((0, 2), np.int64)
+    labels = evalset.labels if evalset.labels is not None else np.zeros((0,), np.int64)
+    np.save(ctx.out / "pairs.npy", pairs)
+    np.save(ctx.out / "labels.npy", labels)
     return {
-        "images": len(evalset.images),
-        "pairs": len(evalset.labels),
-        "positives": int(evalset.labels.sum()),
-        "negatives": int((evalset.labels == 0).sum()),
-        "pairs_file": str(evalset.source),
+        "images": len(tensors),
+        "from_images": len(tensors) - (len(evalset.images) - evalset.from_images),
+        "from_pairs_only": len(evalset.images) - evalset.from_images,
+        "pairs": len(labels),
+        "positives": int(labels.sum()),
+        "negatives": int((labels == 0).sum()),
+        "pairs_file": evalset.pairs_file.name if evalset.pairs_file else None,
     }
 
 
@@ -297,7 +316,7 @@ def _run_calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
         spec.calibration.probe_images,
         ctx.out,
         lambda done, total: progress(f"calibrating {spec.name}", done, total),
-        output=spec.output.name,
+        output=spec.primary_output,
     )
 
 
@@ -314,27 +333,59 @@ def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, 
         return registry.get(variant).run(qctx)
 
 
+OUTPUTS_FILE = "outputs.npz"
+
+
+def output_plans(spec: ModelSpec, outputs: list[str]) -> list[OutputPlan]:
+    """How each output of the model is compared: declared ones by their spec, others as generic."""
+    declared = {(d.name or outputs[0]): d for d in spec.declared_outputs}
+    plans = []
+    for name in outputs:
+        d = declared.get(name)
+        plans.append(
+            OutputPlan(name, d.kind, d.normalize, d.mask_threshold) if d is not None else OutputPlan(name)
+        )
+    return plans
+
+
 def _run_validate(
-    config: Config, spec: ModelSpec, variant: str, modes: tuple[OrtMode, ...], ctx: StepContext
+    config: Config,
+    spec: ModelSpec,
+    names: StepNames,
+    variant: str,
+    modes: tuple[OrtMode, ...],
+    ctx: StepContext,
 ) -> dict[str, object]:
-    ref_outputs = np.load(ctx.inputs["reference_outputs"]) if "reference_outputs" in ctx.inputs else None
+    ref_outputs = None
+    if "reference_outputs" in ctx.inputs:
+        with np.load(ctx.inputs["reference_outputs"]) as stored:
+            ref_outputs = {k: stored[k] for k in stored.files}
+    labels = np.load(ctx.inputs["labels"])
     data = EvaluationData(
         tensors=np.load(ctx.inputs["tensors"]),
-        pairs=np.load(ctx.inputs["pairs"]),
-        labels=np.load(ctx.inputs["labels"]),
+        pairs=np.load(ctx.inputs["pairs"]) if len(labels) else None,
+        labels=labels if len(labels) else None,
         reference_outputs=ref_outputs,
         threshold=spec.evaluation.threshold,
     )
+    outputs_meta = ctx.outputs[names.prepare]["outputs"]
+    assert isinstance(outputs_meta, list)
+    plans = output_plans(spec, [str(o["name"]) for o in outputs_meta])
+    task = None
+    if spec.task is not None:
+        context = TaskContext(data.tensors, (spec.input.height, spec.input.width), spec.input.layout)
+        task = TaskRun(load_check(spec.task.check, config.path.parent.resolve()), context, spec.task.check)
     results, outputs = evaluate(
         ctx.inputs["model"],
         modes,
+        plans,
         data,
         _latency(config),
-        spec.output.name,
         ctx.progress,
         label=f"{variant} of model {spec.name}",
+        task=task,
     )
-    np.save(ctx.out / "outputs.npy", outputs)
+    np.savez(ctx.out / OUTPUTS_FILE, **outputs)
     return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}
 
 

@@ -19,7 +19,7 @@ from packager.assemble import BundleFile
 from packager.errors import OutputError
 from packager.results import BuildResult
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2
 
 
 def bundle_name(result: BuildResult) -> str:
@@ -73,7 +73,8 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
                 "source_sha256": m.source_sha256,
                 "source_files": m.source_files,
                 "opset": m.opset,
-                "measured_output": m.output,
+                "primary_output": m.primary_output,
+                "output_kinds": m.output_kinds,
                 "preprocessing": m.preprocessing,
                 "inputs": [io.model_dump() for io in m.inputs],
                 "outputs": [io.model_dump() for io in m.outputs],
@@ -87,7 +88,9 @@ def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
                         "size_ratio": round(v.size_ratio, 6),
                         "quantization": v.details,
                         "metrics": {
-                            k: mode.model_dump(exclude={"verification": {"roc_fpr", "roc_tpr"}})
+                            k: mode.model_dump(
+                                exclude={"outputs": {"__all__": {"verification": {"roc_fpr", "roc_tpr"}}}}
+                            )
                             for k, mode in v.modes.items()
                         },
                         "gate_mode": v.gate_mode,

@@ -285,59 +285,39 @@ def _first_line(text: str) -> str:
 
 
 def _print_summary(result: BuildResult) -> None:
-    from packager.report.format import megabytes, millis, percent, ratio, score
+    """The report's summary table of each model (``packager.report.tables.summary_table``)."""
+    from rich.text import Text
+
+    from packager.report.tables import summary_table
 
     for model in result.models:
-        table = Table(
-            title=f"{result.project} {result.version} — {model.name} (measured on output {model.output!r})"
-        )
-        for col in (
-            "variant",
-            "size MB",
-            "ratio",
-            "mode",
-            "mean cos",
-            "min cos",
-            "AUC",
-            "flips",
-            "p50 ms",
-            "gate",
-        ):
-            table.add_column(col)
-        for v in [model.reference, *model.variants]:
-            mode = v.modes[v.gate_mode]
-            auc = mode.verification.auc if mode.verification else None
-            gate = "-" if not v.gates else ("[green]pass[/]" if v.passed else "[red]FAIL[/]")
-            table.add_row(
-                v.variant,
-                megabytes(v.size_bytes),
-                ratio(v.size_ratio),
-                v.gate_mode,
-                score(mode.cosine.mean),
-                score(mode.cosine.min),
-                score(auc),
-                percent(mode.decision_flips),
-                millis(mode.latency.p50_ms),
-                gate,
-            )
-        for failure in model.failed:
-            state = "optional, not shipped" if failure.optional else "required"
-            table.add_row(failure.variant, *[""] * 8, f"[red]FAILED[/] ({state}; {escape(failure.step)})")
+        summary = summary_table(model)
+        table = Table(title=f"{result.project} {result.version} — {model.name}")
+        for col in summary.header:
+            table.add_column(col, overflow="fold")
+        for row in summary.rows:
+            verdict = row[-1]
+            style = "green" if verdict == "PASS" else "red" if verdict.startswith("FAIL") else ""
+            table.add_row(*(Text(cell) for cell in row[:-1]), Text(verdict, style=style))
         console.print(table)
 
 
 def _print_gate_table(result: BuildResult | None) -> None:
-    from packager.validate.gates import format_gate_table
+    """Every gate of every variant, one table per model (columns ``GATE_TABLE_HEADER``)."""
+    from rich.text import Text
+
+    from packager.validate.gates import GATE_TABLE_HEADER, format_gate_table
 
     if result is None:
         return
-    table = Table(title="release gates")
-    for col in ("variant", "gate", "metric", "mode", "value", "bar", "result"):
-        table.add_column(col)
     for model in result.models:
+        table = Table(title=f"release gates — {model.name}")
+        for col in GATE_TABLE_HEADER:
+            table.add_column(col, overflow="fold")
         for row in format_gate_table(model.variants):
-            table.add_row(*row)
-    console.print(table)
+            style = "green" if row[-1] == "PASS" else "red"
+            table.add_row(*(Text(cell) for cell in row[:-1]), Text(row[-1], style=style))
+        console.print(table)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

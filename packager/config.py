@@ -83,10 +83,56 @@ class InputSpec(_Strict):
         return 1 if self.channels == "GRAY" else 3
 
 
+OutputKind = Literal["embedding", "classification", "logits", "dense", "generic"]
+"""What an output holds, which decides its metrics and default gates (``packager.validate.gates``):
+``embedding`` vectors compared by cosine (and by verification metrics when pairs are given);
+``classification`` probabilities and ``logits`` (pre-softmax scores) compared by top-k agreement and
+KL divergence; ``dense`` maps (heatmaps, probability maps, segmentation, regression maps, landmarks)
+compared by SQNR/PSNR/errors; ``generic`` anything else, by cosine, SQNR and max abs error."""
+
+
+class GatesSpec(_Strict):
+    """Release bars; an unset bar takes its output kind's default (``packager.validate.gates.GATES``).
+
+    At model level a bar applies to every output whose kind has that metric; in an output's own
+    ``gates`` table it applies to that output only and must be one its kind has.
+    """
+
+    min_mean_cosine: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    max_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_decision_flips: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    min_top1_agreement: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    min_top5_agreement: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_kl_divergence: Annotated[float, Field(ge=0.0)] | None = None
+    min_sqnr_db: float | None = None
+    min_mask_iou: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class OutputSpec(_Strict):
+    """One model output: what it holds, how the app post-processes it, and its own gates."""
+
     name: str | None = None
-    kind: Literal["embedding", "logits", "generic"] = "embedding"
-    normalize: Literal["l2", "none"] = "l2"
+    """The output's name in the model; only the single ``output`` table may omit it (= the first)."""
+    kind: OutputKind = "generic"
+    normalize: Literal["l2", "none"] = "none"
+    """``l2``: the app L2-normalises each sample (embeddings); metrics compare normalised values."""
+    mask_threshold: float | None = None
+    """For ``dense`` probability maps: the app's foreground threshold; adds mask IoU at it."""
+    gates: GatesSpec = GatesSpec()
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> OutputSpec:
+        from packager.validate.gates import inapplicable_gates
+
+        if self.mask_threshold is not None and self.kind != "dense":
+            raise ValueError(f"mask_threshold is for dense outputs, not {self.kind}")
+        wrong = inapplicable_gates(self.kind, self.gates.given())
+        if wrong:
+            raise ValueError(f"gates {wrong} do not apply to a {self.kind} output")
+        return self
 
 
 class CalibrationSpec(_Strict):
@@ -116,10 +162,27 @@ class CalibrationSpec(_Strict):
 
 
 class EvaluationSpec(_Strict):
-    """Evaluation pairs (``path1 path2 label`` lines); ``threshold`` is the app's same/different cut."""
+    """What every variant is measured on: images (no labels needed) and, optionally, labelled pairs.
 
-    pairs: Path
+    ``images`` is a folder of images, a ``.txt`` list of image paths, or a ``.npy`` of preprocessed
+    tensors [N, *input]. ``pairs`` (``image1 image2 label`` lines) add verification metrics (AUC,
+    TAR@FAR, decision flips at ``threshold``) for embedding outputs; their images are measured too.
+    """
+
+    images: Path | None = None
+    pairs: Path | None = None
+    count: Annotated[int, Field(gt=0)] | None = None
+    """At most this many of ``images`` (in their sorted order); pair images are always all used."""
     threshold: float | None = None
+    """The app's same/different cosine cut for pairs; None = FP32's best-accuracy threshold."""
+
+    @model_validator(mode="after")
+    def _some_data(self) -> EvaluationSpec:
+        if self.images is None and self.pairs is None:
+            raise ValueError("give evaluation images (a folder, a list file or a .npy), pairs, or both")
+        if self.threshold is not None and self.pairs is None:
+            raise ValueError("threshold is the same/different cut for pairs: give pairs or drop it")
+        return self
 
 
 class MixedSpec(_Strict):
@@ -130,17 +193,23 @@ class MixedSpec(_Strict):
     max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.30
 
 
-class GatesSpec(_Strict):
-    min_mean_cosine: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.99
-    max_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
-    max_decision_flips: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+class TaskSpec(_Strict):
+    """A task-level check (``packager.tasks``): ``check = "module:function"`` (or ``"file.py:function"``
+    relative to this config) and optional bars by metric name, e.g. ``gates = { match_rate = 0.95 }``;
+    the check says whether higher or lower is better for each of its metrics."""
+
+    check: str
+    gates: dict[str, float] = {}
 
 
 class ModelSpec(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     source: Path
     input: InputSpec
-    output: OutputSpec = OutputSpec()
+    output: OutputSpec | None = None
+    """Shorthand for one declared output (``name`` may be omitted: the model's first output)."""
+    outputs: list[OutputSpec] = []
+    """Every output worth declaring; undeclared outputs are validated as ``generic``."""
     calibration: CalibrationSpec | None = None
     evaluation: EvaluationSpec
     variants: Annotated[list[str], Field(min_length=1)] = ["fp16", "int8-dynamic", "int8-qdq", "mixed"]
@@ -148,6 +217,7 @@ class ModelSpec(_Strict):
     """Variants whose failure to convert or validate is reported but does not fail the build (they
     are left out of the bundle). Every other variant is required. Gates apply to all of them."""
     gates: GatesSpec = GatesSpec()
+    task: TaskSpec | None = None
     mixed: MixedSpec = MixedSpec()
 
     @field_validator("variants")
@@ -162,6 +232,39 @@ class ModelSpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"variants listed twice: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _outputs_declared_once(self) -> ModelSpec:
+        if self.output is not None and self.outputs:
+            raise ValueError("use either `output` (one) or `outputs` (a list), not both")
+        unnamed = [i for i, o in enumerate(self.outputs) if o.name is None]
+        if unnamed:
+            raise ValueError(f"outputs[{unnamed[0]}] needs a name (only the single `output` may omit it)")
+        names = [o.name for o in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"outputs declared twice: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_need_an_embedding(self) -> ModelSpec:
+        embeddings = [o for o in self.declared_outputs if o.kind == "embedding"]
+        if self.evaluation.pairs is not None and not embeddings:
+            raise ValueError(
+                "evaluation.pairs give verification metrics for embedding outputs, and no output is "
+                'declared kind = "embedding": declare it, or drop the pairs and use evaluation.images'
+            )
+        return self
+
+    @property
+    def declared_outputs(self) -> list[OutputSpec]:
+        return list(self.outputs) if self.outputs else ([self.output] if self.output else [])
+
+    @property
+    def primary_output(self) -> str | None:
+        """The output calibration choice and mixed precision optimise for: the first declared one
+        (None = the model's first output)."""
+        declared = self.declared_outputs
+        return declared[0].name if declared else None
 
     @model_validator(mode="after")
     def _optional_are_variants(self) -> ModelSpec:
@@ -245,7 +348,7 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(model.get("source"), str):
             model["source"] = str((base / model["source"]).resolve())
-        for table, key in (("calibration", "images"), ("evaluation", "pairs")):
+        for table, key in (("calibration", "images"), ("evaluation", "pairs"), ("evaluation", "images")):
             sub = model.get(table)
             if isinstance(sub, dict) and isinstance(sub.get(key), str):
                 sub[key] = str((base / sub[key]).resolve())

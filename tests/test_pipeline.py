@@ -159,6 +159,6 @@ def test_manifest_lists_every_output_the_app_receives(tiny_project) -> None:
     manifest = json.loads((outcome.bundle / "manifest.json").read_text())
     model = manifest["models"][0]
     assert [o["name"] for o in model["outputs"]] == ["logits", "embedding"]
-    assert model["measured_output"] == "embedding"
+    assert model["primary_output"] == "embedding"
     for artifact in manifest["artifacts"]:
         assert [o["name"] for o in artifact["outputs"]] == ["logits", "embedding"]

@@ -84,7 +84,7 @@ def spec_for(tmp_path: Path, model: onnx.ModelProto, size: int = 32, layout: str
                 "name": "m",
                 "source": str(source),
                 "input": {"size": [size, size], "layout": layout},
-                "evaluation": {"pairs": "p.txt"},
+                "evaluation": {"images": "eval"},
                 "variants": ["fp16"],
             }
         ],

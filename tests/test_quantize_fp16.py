@@ -145,8 +145,8 @@ def _context(tmp_path: Path, model: onnx.ModelProto) -> QuantizeContext:
                     "name": "m",
                     "source": str(reference),
                     "input": {"size": [8, 8]},
-                    "output": {"kind": "generic", "normalize": "none"},
-                    "evaluation": {"pairs": "p.txt"},
+                    "output": {"kind": "embedding", "normalize": "none"},
+                    "evaluation": {"images": "eval"},
                     "variants": ["fp16"],
                 }
             ],

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from packager.config import parse_config
@@ -58,6 +59,46 @@ def two_norms() -> onnx.ModelProto:
         ]
     )
     onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def lp_normalised(width: int = 256) -> onnx.ModelProto:
+    """Pixels -> Flatten -> Gemm ``e`` (|e| <= ~60) -> LpNormalization: each square fits FP16 with room
+    to spare (<= ~4e3), their sum over the 256 features (~1e5) does not."""
+    rng = np.random.default_rng(5)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.01, (width, FEATURES)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.normal(0, 1.0, width).astype(np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["e"], name="fc", transB=1),
+        helper.make_node("LpNormalization", ["e"], ["y"], name="lpnorm", axis=1, p=2),
+    ]
+    return _model(nodes, inits, [1, 3, 8, 8], [1, width])
+
+
+def normalisation(op: str, **attrs: object) -> onnx.ModelProto:
+    """``op`` applied to the input ``x`` [1, 4, 8, 8] itself (with unit scale and zero bias)."""
+    inputs, inits, opset = ["x"], [], 13
+    if op in ("LayerNormalization", "InstanceNormalization", "GroupNormalization"):
+        shape = {"LayerNormalization": [4, 8, 8], "InstanceNormalization": [4], "GroupNormalization": [4]}[op]
+        inits = [
+            numpy_helper.from_array(np.ones(shape, np.float32), "scale"),
+            numpy_helper.from_array(np.zeros(shape, np.float32), "bias"),
+        ]
+        inputs += ["scale", "bias"]
+        opset = {"LayerNormalization": 17, "InstanceNormalization": 13, "GroupNormalization": 21}[op]
+    graph = helper.make_graph(
+        [helper.make_node(op, inputs, ["y"], name="norm", **attrs)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)  # full_check fails on MeanVarianceNormalization-13's function body
     return model
 
 
@@ -124,7 +165,8 @@ def _context(tmp_path: Path, model: onnx.ModelProto, data: np.ndarray | None) ->
                     "source": str(reference),
                     "input": {"size": [8, 8]},
                     "calibration": {"images": str(tmp_path), "min_count": 1},
-                    "evaluation": {"pairs": "p.txt"},
+                    "output": {"kind": "embedding", "normalize": "none"},
+                    "evaluation": {"images": "eval"},
                     "variants": ["fp16"],
                 }
             ],
@@ -146,6 +188,9 @@ _OPS: dict[str, Callable[[list[np.ndarray], dict[str, object]], np.ndarray]] = {
     "Div": lambda i, a: i[0] / i[1],
     "Sqrt": lambda i, a: np.sqrt(i[0]),
     "Identity": lambda i, a: i[0],
+    "LpNormalization": lambda i, a: (
+        i[0] / np.sqrt(np.sum(i[0] * i[0], axis=a.get("axis", -1), keepdims=True, dtype=i[0].dtype))
+    ),
     "Add": lambda i, a: i[0] + i[1],
     "ReduceMean": lambda i, a: np.mean(
         i[0],
@@ -264,3 +309,85 @@ def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -
     assert onnx.load(str(ctx.output)).graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
     x = _pixels(1) / 255
     assert _cosine(_fp32(ctx.reference, x), _fp32(ctx.output, x)) > 0.999  # clamped: ~0.6
+
+
+def test_lp_normalisation_is_kept_when_the_sum_of_squares_overflows(tmp_path: Path) -> None:
+    data = _pixels(8)
+    ctx = _context(tmp_path, lp_normalised(), data)
+    details = registry.get("fp16").run(ctx)
+    (kept,) = details["fp16_range_audit"]["kept_in_float"]
+    assert kept["node"] == "lpnorm"
+    # The value is the largest sum of squares over the 256 features, computed here in float64.
+    model = lp_normalised()
+    w, b = (numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer)
+    e = data.reshape(len(data), -1).astype(np.float64) @ w.T + b
+    assert np.max(e * e) < fp16_range.FP16_MAX / 4 < fp16_range.FP16_MAX < np.min(np.sum(e * e, axis=1))
+    assert np.isclose(kept["max_abs"], np.max(np.sum(e * e, axis=1)), rtol=1e-4)
+    assert kept["why"].startswith("sum of squares over axis 1 (256 values) of input 'e' reaches ")
+    assert any(
+        f.startswith("LpNormalization lpnorm: sum of squares over axis 1") for f in details["findings"]
+    )
+    # The variant loads, keeps float32 I/O, matches FP32 and stays finite in FP16 arithmetic.
+    variant = onnx.load(str(ctx.output)).graph
+    assert [(v.name, v.type.tensor_type.elem_type) for v in [*variant.input, *variant.output]] == [
+        ("x", TensorProto.FLOAT),
+        ("y", TensorProto.FLOAT),
+    ]
+    host = [_cosine(_fp32(ctx.reference, x[None]), _fp32(ctx.output, x[None])) for x in data]
+    assert np.mean(host) >= 0.999
+    for x in data:
+        fp16 = emulate(ctx.output, x[None])
+        assert np.all(np.isfinite(fp16)) and _cosine(_fp32(ctx.reference, x[None]), fp16) > 0.999
+
+
+NORMALISATIONS = {
+    # op, attributes, the sums it forms over x [N, 4, 8, 8] (float64), what the audit calls them
+    "lp": ("LpNormalization", {"axis": 1}, lambda x: np.sum(x * x, axis=1), "squares over axis 1 (4 values)"),
+    "lp1": (
+        "LpNormalization",
+        {"p": 1},
+        lambda x: np.sum(x, axis=3),
+        "absolute values over axis 3 (8 values)",
+    ),
+    "layer": (
+        "LayerNormalization",
+        {"axis": 1},
+        lambda x: np.sum(x * x, axis=(1, 2, 3)),
+        "squares over axes 1, 2, 3 (256 values)",
+    ),
+    "instance": (
+        "InstanceNormalization",
+        {},
+        lambda x: np.sum(x * x, axis=(2, 3)),
+        "squares over axes 2, 3 (64 values)",
+    ),
+    "group": (
+        "GroupNormalization",
+        {"num_groups": 2},
+        lambda x: np.sum(x.reshape(len(x), 2, -1) ** 2, axis=2),
+        "squares over each of 2 groups (128 values)",
+    ),
+    "reduce_l2": (
+        "ReduceL2",
+        {"axes": [1]},
+        lambda x: np.sum(x * x, axis=1),
+        "squares over the reduced axes (4 values)",
+    ),
+    "mvn": (
+        "MeanVarianceNormalization",
+        {},
+        lambda x: np.sum(x * x, axis=(2, 3)),
+        "squares over axes 0, 2, 3 (64 values)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", NORMALISATIONS)
+def test_a_normalisation_is_audited_by_its_sum_over_the_normalised_axes(kind: str) -> None:
+    op, attrs, expected, words = NORMALISATIONS[kind]
+    data = _pixels(4, (4, 8, 8))
+    audit = fp16_range.audit_activations(normalisation(op, **attrs), data)
+    norm = audit.largest
+    assert norm is not None and norm.node == "norm"
+    assert np.isclose(norm.max_abs, np.max(expected(data.astype(np.float64))), rtol=1e-5)
+    assert norm.why == f"sum of {words} of input 'x' reaches {norm.max_abs:.4g}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from packager.report import render_html, render_markdown, write_report
+from packager.report.tables import modes_table, output_tables, summary_table
 from packager.results import (
     BuildResult,
     CosineStats,
@@ -17,6 +18,8 @@ from packager.results import (
     Latency,
     ModelResult,
     ModeResult,
+    OutputMetrics,
+    VariantFailure,
     VariantResult,
     Verification,
 )
@@ -37,27 +40,47 @@ def _verification(auc: float, tar: float | None) -> Verification:
     )
 
 
+def _cosine(mean: float) -> CosineStats:
+    return CosineStats(mean=mean, min=mean - 0.02, p1=mean - 0.01, count=200)
+
+
+def _embedding(mean: float, auc: float, tar: float | None, flips: float | None) -> OutputMetrics:
+    return OutputMetrics(
+        name="fc1",
+        kind="embedding",
+        cosine=_cosine(mean),
+        sqnr_db=40.0,
+        min_sqnr_db=35.0,
+        psnr_db=50.0,
+        max_abs=0.01,
+        rel_l2=0.01,
+        verification=_verification(auc, tar),
+        decision_flips=flips,
+    )
+
+
+def _latency(p50: float) -> Latency:
+    return Latency(p50_ms=p50, p90_ms=p50 * 1.1, runs=50, threads=1)
+
+
 def _mode(
     mode: str, mean: float, auc: float, tar: float | None, flips: float | None, p50: float
 ) -> ModeResult:
-    return ModeResult(
-        mode=mode,
-        cosine=CosineStats(mean=mean, min=mean - 0.02, p1=mean - 0.01, count=200),
-        verification=_verification(auc, tar),
-        decision_flips=flips,
-        latency=Latency(p50_ms=p50, p90_ms=p50 * 1.1, runs=50, threads=1),
-    )
+    return ModeResult(mode=mode, outputs=[_embedding(mean, auc, tar, flips)], latency=_latency(p50))
+
+
+def _gate(output: str, name: str, metric: str, value: float, bar: float, comparison: str) -> GateResult:
+    passed = value >= bar if comparison == ">=" else value <= bar
+    return GateResult(output=output, name=name, metric=metric, value=value, bar=bar,
+                      comparison=comparison, mode="reference", passed=passed)  # fmt: skip
 
 
 def _gates(mean: float, drop: float, flips: float) -> list[GateResult]:
     return [
-        GateResult(name="min_mean_cosine", metric="mean cosine vs FP32", value=mean, bar=0.99,
-                   comparison=">=", mode="reference", passed=mean >= 0.99),
-        GateResult(name="max_auc_drop", metric="AUC drop vs FP32", value=drop, bar=0.01,
-                   comparison="<=", mode="reference", passed=drop <= 0.01),
-        GateResult(name="max_decision_flips", metric="decision flips vs FP32", value=flips, bar=0.01,
-                   comparison="<=", mode="reference", passed=flips <= 0.01),
-    ]  # fmt: skip
+        _gate("fc1", "min_mean_cosine", "mean cosine vs FP32", mean, 0.99, ">="),
+        _gate("fc1", "max_auc_drop", "AUC drop vs FP32", drop, 0.01, "<="),
+        _gate("fc1", "max_decision_flips", "decision flips vs FP32", flips, 0.01, "<="),
+    ]
 
 
 def _variant(name: str, size: int, modes: dict[str, ModeResult], gates: list[GateResult], **details: object):
@@ -73,6 +96,19 @@ def _variant(name: str, size: int, modes: dict[str, ModeResult], gates: list[Gat
         passed=all(g.passed for g in gates),
         details=dict(details),
     )
+
+
+EVALUATION = {
+    "images": 230,
+    "from_images": 200,
+    "from_pairs_only": 30,
+    "pairs": 3000,
+    "positives": 600,
+    "negatives": 2400,
+    "pairs_file": "pairs.txt",
+    "threshold": 0.363,
+    "calibration_images": 180,
+}
 
 
 @pytest.fixture
@@ -109,9 +145,11 @@ def build() -> BuildResult:
         inputs=[IOInfo(name="data", dtype="float32", shape=[1, 3, 112, 112])],
         outputs=[IOInfo(name="fc1", dtype="float32", shape=[1, 128])],
         preprocessing={"size": [112, 112], "channels": "RGB"},
-        evaluation={"images": 200, "pairs": 3000, "threshold": 0.363},
+        evaluation=dict(EVALUATION),
         reference=fp32,
         variants=[fp16, int8],
+        primary_output="fc1",
+        output_kinds={"fc1": "embedding"},
     )
     return BuildResult(
         project="faceid",
@@ -126,6 +164,78 @@ def build() -> BuildResult:
     )
 
 
+def _dense(name: str, sqnr: float, mean: float, max_abs: float, mask_iou: float | None) -> OutputMetrics:
+    return OutputMetrics(name=name, kind="dense", cosine=_cosine(mean), sqnr_db=sqnr, min_sqnr_db=sqnr - 6.0,
+                         psnr_db=sqnr + 10.0, max_abs=max_abs, rel_l2=0.02, mask_iou=mask_iou)  # fmt: skip
+
+
+def _generic(name: str, mean: float, sqnr: float) -> OutputMetrics:
+    return OutputMetrics(name=name, kind="generic", cosine=_cosine(mean), sqnr_db=sqnr,
+                         min_sqnr_db=sqnr - 3.0, psnr_db=sqnr + 5.0, max_abs=0.5, rel_l2=0.1)  # fmt: skip
+
+
+def _detector_mode(mode: str, heat: OutputMetrics, boxes: OutputMetrics, p50: float) -> ModeResult:
+    return ModeResult(mode=mode, outputs=[heat, boxes], latency=_latency(p50))
+
+
+@pytest.fixture
+def detector() -> BuildResult:
+    """A CenterFace-like model without pairs: a dense heatmap (mask threshold) and generic box offsets.
+
+    int8-qdq passes the heatmap's SQNR gate by a wide margin and fails the boxes' cosine gate.
+    """
+    exact = [_dense("heatmap", 80.0, 1.0, 0.0, 1.0), _generic("boxes", 1.0, 80.0)]
+    fp32 = _variant("fp32", 7_000_000, {"reference": _detector_mode("reference", *exact, 9.0)}, [])
+    half = [_dense("heatmap", 62.5, 0.99999, 3e-05, 1.0), _generic("boxes", 0.99999, 60.0)]
+    fp16 = _variant(
+        "fp16",
+        3_500_000,
+        {"reference": _detector_mode("reference", *half, 8.0)},
+        [_gate("heatmap", "min_sqnr_db", "SQNR vs FP32 (dB)", 62.5, 30.0, ">="),
+         _gate("heatmap", "min_mask_iou", "mask IoU vs FP32", 1.0, 0.9, ">="),
+         _gate("boxes", "min_mean_cosine", "mean cosine vs FP32", 0.99999, 0.99, ">=")],
+    )  # fmt: skip
+    quant = [_dense("heatmap", 35.0, 0.998, 0.04, 0.93), _generic("boxes", 0.95, 12.0)]
+    int8 = _variant(
+        "int8-qdq",
+        1_900_000,
+        {"default": _detector_mode("default", *quant, 4.0),
+         "reference": _detector_mode("reference", *quant, 7.0)},
+        [_gate("heatmap", "min_sqnr_db", "SQNR vs FP32 (dB)", 35.0, 30.0, ">="),
+         _gate("heatmap", "min_mask_iou", "mask IoU vs FP32", 0.93, 0.9, ">="),
+         _gate("boxes", "min_mean_cosine", "mean cosine vs FP32", 0.95, 0.99, ">=")],
+    )  # fmt: skip
+    model = ModelResult(
+        name="face_detector",
+        source="models/centerface.onnx",
+        source_sha256="cd" * 32,
+        opset=13,
+        inputs=[IOInfo(name="input", dtype="float32", shape=[1, 3, 64, 64])],
+        outputs=[
+            IOInfo(name="heatmap", dtype="float32", shape=[1, 1, 16, 16]),
+            IOInfo(name="boxes", dtype="float32", shape=[1, 4, 16, 16]),
+        ],
+        preprocessing={"size": [64, 64]},
+        evaluation={"images": 40, "from_images": 40, "from_pairs_only": 0, "pairs": 0, "positives": 0,
+                    "negatives": 0, "pairs_file": None, "threshold": None},
+        reference=fp32,
+        variants=[fp16, int8],
+        primary_output="heatmap",
+        output_kinds={"heatmap": "dense", "boxes": "generic"},
+    )  # fmt: skip
+    return BuildResult(
+        project="detector",
+        version="0.1.0",
+        config_sha256="ef" * 32,
+        gates_enforced=True,
+        passed=False,
+        tool_versions={"onnxruntime": "1.23.0"},
+        host={},
+        models=[model],
+        notes=[],
+    )
+
+
 def _row(markdown: str, first_cell: str, after: str = "### Summary") -> list[str]:
     """Cells of the first table row starting with ``first_cell`` after the heading ``after``."""
     section = markdown[markdown.index(after) :]
@@ -135,29 +245,58 @@ def _row(markdown: str, first_cell: str, after: str = "### Summary") -> list[str
     raise AssertionError(f"no row {first_cell!r} after {after!r}")
 
 
+def _header(markdown: str, after: str) -> list[str]:
+    """Header cells of the first table after the heading ``after``."""
+    section = markdown[markdown.index(after) :]
+    line = next(line for line in section.splitlines() if line.startswith("| "))
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def test_summary_header_names_the_worst_output_columns(build: BuildResult) -> None:
+    assert _header(render_markdown(build), "### Summary") == [
+        "variant", "size MB", "size ratio", "worst output", "gate metric", "value", "bar", "p50 ms", "result",
+    ]  # fmt: skip
+
+
 def test_summary_row_of_failing_variant_uses_its_gate_mode(build: BuildResult) -> None:
+    # flips 2.5% against 1% is further from its bar than the AUC drop or the cosine: the worst gate
     assert _row(render_markdown(build), "int8-qdq") == [
-        "int8-qdq", "9.80", "0.253", "0.9780", "0.9580", "0.9830", "n/a", "2.50%", "28.00", "FAIL",
+        "int8-qdq", "9.80", "0.253", "fc1", "decision flips vs FP32", "0.0250", "<= 0.0100", "28.00", "FAIL",
     ]  # fmt: skip
 
 
 def test_summary_row_of_passing_variant(build: BuildResult) -> None:
     assert _row(render_markdown(build), "fp16") == [
-        "fp16", "19.35", "0.500", "0.99998", "0.9800", "0.9949", "0.9050", "0.10%", "30.00", "PASS",
+        "fp16", "19.35", "0.500", "fc1", "mean cosine vs FP32", "0.99998", ">= 0.99000", "30.00", "PASS",
     ]  # fmt: skip
 
 
-def test_reference_row_is_marked_reference_not_gated(build: BuildResult) -> None:
-    assert _row(render_markdown(build), "fp32")[-1] == "baseline"
+def test_reference_row_is_marked_baseline_not_gated(build: BuildResult) -> None:
+    assert _row(render_markdown(build), "fp32") == [
+        "fp32", "38.70", "1.000", "", "", "", "", "31.00", "baseline",
+    ]  # fmt: skip
+
+
+def test_embedding_output_table_has_cosines_auc_and_flips(build: BuildResult) -> None:
+    md = render_markdown(build)
+    after = "#### Output `fc1` (embedding)"
+    assert _header(md, after) == ["variant", "mode", "mean cos", "min cos", "p1 cos", "AUC", "flips", "gates"]
+    assert _row(md, "int8-qdq", after=after) == [
+        "int8-qdq", "reference", "0.9780", "0.9580", "0.9680", "0.9830", "2.50%", "FAIL",
+    ]  # fmt: skip
+    assert _row(md, "fp32", after=after)[-1] == "baseline"
 
 
 def test_mode_table_shows_both_ort_modes_and_marks_the_gated_one(build: BuildResult) -> None:
     md = render_markdown(build)
     section = md[md.index("### ORT modes") : md.index("### Verification")]
+    assert _header(section, "### ORT modes") == [
+        "variant", "ORT mode", "gated", "fc1 mean cos", "fc1 AUC", "fc1 flips", "p50 ms", "p90 ms",
+    ]  # fmt: skip
     rows = [line for line in section.splitlines() if line.startswith("| int8-qdq |")]
     assert [[cell.strip() for cell in r.split("|")[2:7]] for r in rows] == [
-        ["default (x86 kernels)", "", "0.9150", "0.8950", "0.9050"],
-        ["reference (optimizations off; QDQ in float)", "yes", "0.9780", "0.9580", "0.9680"],
+        ["default (x86 kernels)", "", "0.9150", "0.9500", "8.00%"],
+        ["reference (optimizations off; QDQ in float)", "yes", "0.9780", "0.9830", "2.50%"],
     ]
     assert "Mobile gates use the reference mode" in section
 
@@ -169,8 +308,12 @@ def test_unmeasurable_tar_renders_na(build: BuildResult) -> None:
 
 def test_failed_gate_detail_shows_value_bar_and_result(build: BuildResult) -> None:
     md = render_markdown(build)
-    row = _row(md, "max_auc_drop", after="### Variant `int8-qdq`")
-    assert row == ["max_auc_drop", "AUC drop vs FP32", "reference", "0.0120", "<= 0.0100", "FAIL"]
+    after = "### Variant `int8-qdq`"
+    assert _header(md, after) == ["output", "gate", "metric", "mode", "value", "bar", "result"]
+    row = ["fc1", "min_mean_cosine", "mean cosine vs FP32", "reference", "0.9780", ">= 0.9900", "FAIL"]
+    assert _row(md, "fc1", after=after) == row
+    section = md[md.index(after) :]
+    assert "| fc1 | max_auc_drop | AUC drop vs FP32 | reference | 0.0120 | <= 0.0100 | FAIL |" in section
 
 
 def test_variant_details_are_listed_as_literal_code(build: BuildResult) -> None:
@@ -207,7 +350,8 @@ def test_html_embeds_a_png_roc_and_links_nowhere(build: BuildResult) -> None:
 
 def test_html_carries_the_same_table_cells(build: BuildResult) -> None:
     html = render_html(build)
-    assert "<td>int8-qdq</td><td>9.80</td><td>0.253</td><td>0.9780</td>" in html
+    assert "<td>int8-qdq</td><td>9.80</td><td>0.253</td><td>fc1</td><td>decision flips vs FP32</td>" in html
+    assert '<td class="fail">FAIL</td>' in html
 
 
 def test_html_escapes_result_text(build: BuildResult) -> None:
@@ -218,14 +362,26 @@ def test_html_escapes_result_text(build: BuildResult) -> None:
 
 def test_model_without_pairs_says_so_and_has_no_plot(build: BuildResult) -> None:
     model = build.models[0]
-    strip = {
-        "modes": {k: m.model_copy(update={"verification": None}) for k, m in model.reference.modes.items()}
-    }
+
+    def unpaired(mode: ModeResult) -> ModeResult:
+        outputs = [o.model_copy(update={"verification": None, "decision_flips": None}) for o in mode.outputs]
+        return mode.model_copy(update={"outputs": outputs})
+
+    reference = model.reference.model_copy(
+        update={"modes": {k: unpaired(m) for k, m in model.reference.modes.items()}}
+    )
+    evaluation = {"images": 200, "from_images": 200, "from_pairs_only": 0, "pairs": 0, "pairs_file": None}
     no_pairs = build.model_copy(
-        update={"models": [model.model_copy(update={"reference": model.reference.model_copy(update=strip),
-                                                    "variants": []})]}
+        update={"models": [model.model_copy(update={"reference": reference, "variants": [],
+                                                    "evaluation": evaluation})]}
     )  # fmt: skip
-    assert "No evaluation pairs" in render_markdown(no_pairs)
+    md = render_markdown(no_pairs)
+    verification = md[md.index("### Verification") :]
+    assert "No evaluation pairs: verification metrics not measured (no gate judged them)." in verification
+    assert "| fp32 |" not in verification.split("### Reference")[0]
+    header = ["variant", "mode", "mean cos", "min cos", "p1 cos", "gates"]  # no AUC, no flips
+    assert _header(md, "#### Output `fc1` (embedding)") == header
+    assert "- pairs: `none (no evaluation pairs)`" in md
     assert "data:image/png" not in render_html(no_pairs)
 
 
@@ -241,8 +397,6 @@ def test_write_report_is_byte_identical_across_renders(build: BuildResult, tmp_p
 def test_findings_list_failed_variants_recipe_findings_and_optimization_fallbacks(
     build: BuildResult,
 ) -> None:
-    from packager.results import VariantFailure
-
     model = build.models[0]
     fp16 = model.variants[0]
     fallback = fp16.modes["default"].model_copy(
@@ -257,9 +411,7 @@ def test_findings_list_failed_variants_recipe_findings_and_optimization_fallback
     failure = VariantFailure(
         variant="mixed", step="calibrate[face_embedder]", error="quantizer crashed", optional=True
     )
-    model = model.model_copy(
-        update={"variants": [fp16, *model.variants[1:]], "failed": [failure], "output": "fc1"}
-    )
+    model = model.model_copy(update={"variants": [fp16, *model.variants[1:]], "failed": [failure]})
     markdown = render_markdown(build.model_copy(update={"models": [model]}))
     findings = markdown[markdown.index("### Findings") : markdown.index("### Failed variants")]
     assert "- mixed was not built (optional): quantizer crashed" in findings
@@ -268,5 +420,110 @@ def test_findings_list_failed_variants_recipe_findings_and_optimization_fallback
     assert _row(markdown, "mixed", after="### Failed variants") == [
         "mixed", "optional", "calibrate[face_embedder]", "quantizer crashed"
     ]  # fmt: skip
-    assert "measured output: `fc1`" in markdown
+    assert _row(markdown, "mixed") == [
+        "mixed", "", "", "(not built)", "calibrate[face_embedder] failed", "", "", "", "FAILED (optional)"
+    ]  # fmt: skip
+    assert "- primary output: `fc1`" in markdown
+    assert "- outputs: `fc1 float32 [1, 128] (embedding)`" in markdown
     assert "Findings" in render_html(build.model_copy(update={"models": [model]}))
+
+
+def test_evaluation_facts_count_images_pairs_and_calibration(build: BuildResult) -> None:
+    md = render_markdown(build)
+    assert "- images measured: `230 (200 from evaluation.images, 30 only from the pairs file)`" in md
+    assert "- pairs: `3000 (600 same, 2400 different) from pairs.txt`" in md
+    assert "- threshold: `0.363`" in md
+    assert "- calibration images: `180`" in md
+
+
+def test_detector_shows_every_output_with_its_kinds_columns(detector: BuildResult) -> None:
+    md = render_markdown(detector)
+    assert md.index("#### Output `heatmap` (dense)") < md.index("#### Output `boxes` (generic)")
+    heatmap = "#### Output `heatmap` (dense)"
+    assert _header(md, heatmap) == [
+        "variant", "mode", "SQNR dB", "min SQNR dB", "PSNR dB", "max abs", "rel L2", "mean cos", "mask IoU",
+        "gates",
+    ]  # fmt: skip
+    assert _row(md, "fp16", after=heatmap) == [
+        "fp16", "reference", "62.50", "56.50", "72.50", "3e-05", "0.02", "0.99999", "1.0000", "PASS",
+    ]  # fmt: skip
+    boxes = "#### Output `boxes` (generic)"
+    assert _header(md, boxes) == ["variant", "mode", "mean cos", "min cos", "SQNR dB", "max abs", "gates"]
+    row = ["int8-qdq", "reference", "0.9500", "0.9300", "12.00", "0.5", "FAIL"]
+    assert _row(md, "int8-qdq", after=boxes) == row
+    assert _header(md, "### ORT modes") == [
+        "variant", "ORT mode", "gated", "heatmap SQNR dB", "boxes mean cos", "p50 ms", "p90 ms",
+    ]  # fmt: skip
+    assert "- outputs: `heatmap float32 [1, 1, 16, 16] (dense); boxes float32 [1, 4, 16, 16] (generic)`" in md
+    assert "AUC" not in md and "flips" not in md
+
+
+def test_summary_worst_output_is_the_failing_one(detector: BuildResult) -> None:
+    summary = summary_table(detector.models[0])
+    rows = {row[0]: row for row in summary.rows}
+    # the heatmap's gates come first and pass; the boxes' cosine fails and is what the summary shows
+    assert rows["int8-qdq"][3:7] == ["boxes", "mean cosine vs FP32", "0.9500", ">= 0.9900"]
+    assert rows["int8-qdq"][-1] == "FAIL"
+    # all pass: the one with the least margin (boxes' cosine 0.99999 vs 0.99 beats SQNR 62.5 vs 30)
+    assert rows["fp16"][3:7] == ["boxes", "mean cosine vs FP32", "0.99999", ">= 0.99000"]
+    assert _row(render_markdown(detector), "int8-qdq") == ["int8-qdq", *rows["int8-qdq"][1:]]
+
+
+def test_no_pairs_report_says_verification_was_not_measured(detector: BuildResult) -> None:
+    md = render_markdown(detector)
+    verification = md[md.index("### Verification") : md.index("### Reference")]
+    assert "No evaluation pairs: verification metrics not measured (no gate judged them)." in verification
+    assert "|" not in verification
+    assert "- pairs: `none (no evaluation pairs)`" in md
+    html = render_html(detector)
+    assert "verification metrics not measured" in html and "data:image/png" not in html
+
+
+def test_cli_prints_the_report_summary_table(
+    build: BuildResult, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from packager import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=200, highlight=False))  # no wrapped cells
+
+    failure = VariantFailure(variant="mixed", step="quantize[face_embedder:mixed]", error="x", optional=False)
+    failed = build.model_copy(update={"models": [build.models[0].model_copy(update={"failed": [failure]})]})
+    cli._print_summary(failed)
+    cli._print_gate_table(failed)
+    out = capsys.readouterr().out
+    assert "worst output" in out and "decision flips vs FP32" in out and "baseline" in out
+    failed_line = next(line for line in out.splitlines() if line.startswith("│ mixed"))
+    assert "quantize[face_embedder:mixed] failed" in failed_line and "FAILED (required)" in failed_line
+    gate_line = next(line for line in out.splitlines() if "max_auc_drop" in line and "int8-qdq" in line)
+    assert [c.strip() for c in gate_line.split("│")[1:-1]] == [
+        "int8-qdq", "fc1", "max_auc_drop", "AUC drop vs FP32", "reference", "0.0120", "<= 0.0100", "FAIL",
+    ]  # fmt: skip
+
+
+def test_classification_output_shows_agreement_and_kl(detector: BuildResult) -> None:
+    model = detector.models[0]
+
+    def scores(top1: float, kl: float) -> OutputMetrics:
+        return OutputMetrics(name="scores", kind="logits", cosine=_cosine(0.999), sqnr_db=30.0,
+                             min_sqnr_db=20.0, psnr_db=40.0, max_abs=0.1, rel_l2=0.01, top1_agreement=top1,
+                             top5_agreement=None, kl_divergence=kl)  # fmt: skip
+
+    def with_scores(variant: VariantResult, top1: float, kl: float) -> VariantResult:
+        modes = {k: m.model_copy(update={"outputs": [scores(top1, kl)]}) for k, m in variant.modes.items()}
+        return variant.model_copy(update={"modes": modes})
+
+    classifier = model.model_copy(
+        update={
+            "reference": with_scores(model.reference, 1.0, 0.0),
+            "variants": [with_scores(model.variants[1], 0.985, 0.0012)],
+        }
+    )
+    [table] = output_tables(classifier)
+    assert (table.output, table.kind) == ("scores", "logits")
+    header = ["variant", "mode", "top-1 agreement", "top-5 agreement", "KL (nats)", "gates"]
+    assert table.table.header == header
+    # top-5 of fewer than five classes is not measured: n/a, never a made-up 1.0
+    assert table.table.rows[1] == ["int8-qdq", "reference", "0.9850", "n/a", "0.0012", "no gates"]
+    assert modes_table(classifier).header[3] == "scores top-1 agreement"

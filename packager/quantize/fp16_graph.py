@@ -1,8 +1,8 @@
 """Graph surgery around onnxconverter-common 1.16's ``convert_float_to_float16`` (``keep_io_types``).
 
 Edits before conversion make a graph the converter handles; repairs after it fix what it writes
-wrong around float nodes and graph outputs. Every edit is exact: the FP32 graph computes the same
-function after it. :mod:`packager.quantize.fp16` says when each runs and why.
+wrong around float nodes and graph outputs. :mod:`packager.quantize.fp16` says in which order they
+run; each function says why.
 """
 
 from __future__ import annotations

@@ -357,10 +357,12 @@ def _node_peak(node: onnx.NodeProto, measured: Measured) -> NodeValue | None:
         count = _pooled_count(node, first_in, first_out)
         total = first_out.max_abs * count
         found.append((total, f"sum of {count} values behind the mean reaches {total:.4g}"))
-    elif node.op_type == "ReduceL2" and first_out:
+    elif node.op_type == "ReduceL2" and first_in and first_out:
         total = first_out.max_abs**2  # exactly the largest sum of squares
-        count = f" ({first_in.size // max(1, first_out.size)} values)" if first_in else ""
-        found.append((total, f"sum of squares over the reduced axes{count} reaches {total:.4g}"))
+        over = (
+            f"the reduced axes ({_pooled_count(node, first_in, first_out)} values) of input {node.input[0]!r}"
+        )
+        found.append((total, f"sum of squares over {over} reaches {total:.4g}"))
     elif node.name in measured.norm_sums:
         found.append(measured.norm_sums[node.name])
     if not found:

@@ -1,7 +1,8 @@
-"""Turn a ``BuildResult`` into tables of strings that both report templates render.
+"""Turn a ``BuildResult`` into the strings both report templates render.
 
-All choices about what a cell says live here, so report.md and report.html cannot disagree and the
-templates stay layout only.
+All choices about what a cell says live here and in :mod:`packager.report.tables` (the metric
+tables, which the CLI prints too), so report.md, report.html and the terminal cannot disagree and
+the templates stay layout only.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from packager.report import format as fmt
-from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
+from packager.report.tables import (
+    OutputTable,
+    Table,
+    all_variants,
+    mode_order,
+    modes_table,
+    output_tables,
+    summary_table,
+    verification_note,
+    verification_tables,
+)
+from packager.results import BuildResult, IOInfo, ModelResult, VariantResult
 from packager.validate.gates import GATE_TABLE_HEADER, gate_row
-
-TAR_COLUMN_KEY = "1e-3"
-"""The FAR shown in the summary table; every FAR measured is in the verification table."""
-
-MODE_LABELS: dict[str, str] = {
-    "default": "default (x86 kernels)",
-    "reference": "reference (optimizations off; QDQ in float)",
-}
 
 MODES_NOTE = (
     "Mobile gates use the reference mode: ONNX Runtime with graph optimizations disabled, so every "
@@ -28,12 +32,6 @@ MODES_NOTE = (
     "Default-mode numbers are shown for information and never gated. Latency in the reference mode runs "
     "without graph optimizations: compare speed in the default mode."
 )
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,13 @@ class ModelView:
     preprocessing: list[tuple[str, str]]
     evaluation: list[tuple[str, str]]
     summary: Table
+    """One row per variant with its worst output against its gate (``tables.summary_table``)."""
+    outputs: list[OutputTable]
+    """Every output, by kind: each variant in its gate mode."""
     modes: Table
-    verification: Table | None
+    verification: list[OutputTable]
+    """Embedding outputs with verification metrics; empty without pairs (see ``verification_note``)."""
+    verification_note: str | None
     variants: list[VariantView]
     findings: list[str] = field(default_factory=list)
     """Statements a release engineer must read: failed variants, values a converter clamped, nodes
@@ -79,133 +82,6 @@ class ReportView:
     models: list[ModelView] = field(default_factory=list)
 
 
-def _gate_mode(variant: VariantResult) -> ModeResult | None:
-    return variant.modes.get(variant.gate_mode)
-
-
-def _reference_mode(model: ModelResult, mode: str) -> ModeResult | None:
-    """FP32 in the same mode as the variant, falling back to FP32's own gate mode."""
-    ref = model.reference
-    return ref.modes[mode] if mode in ref.modes else ref.modes.get(ref.gate_mode)
-
-
-def _all(model: ModelResult) -> list[tuple[VariantResult, bool]]:
-    """FP32 first, then the variants in config order; the flag marks FP32."""
-    return [(model.reference, True)] + [(variant, False) for variant in model.variants]
-
-
-def _summary(model: ModelResult) -> Table:
-    header = [
-        "variant",
-        "size MB",
-        "size ratio",
-        "mean cos",
-        "min cos",
-        "AUC",
-        f"TAR@FAR={TAR_COLUMN_KEY}",
-        "flips",
-        "p50 ms",
-        "gate",
-    ]
-    rows = []
-    for variant, is_reference in _all(model):
-        m = _gate_mode(variant)
-        v = m.verification if m else None
-        rows.append(
-            [
-                variant.variant,
-                fmt.megabytes(variant.size_bytes),
-                fmt.ratio(variant.size_ratio),
-                fmt.score(m.cosine.mean if m else None),
-                fmt.score(m.cosine.min if m else None),
-                fmt.score(v.auc if v else None),
-                fmt.number(v.tar_at_far.get(TAR_COLUMN_KEY) if v else None),
-                fmt.percent(m.decision_flips if m else None),
-                fmt.millis(m.latency.p50_ms if m else None),
-                "baseline" if is_reference else fmt.verdict(variant.passed),
-            ]
-        )
-    return Table(header, rows)
-
-
-def _mode_order(modes: dict[str, ModeResult]) -> list[str]:
-    known = [mode for mode in MODE_LABELS if mode in modes]
-    return known + sorted(mode for mode in modes if mode not in MODE_LABELS)
-
-
-def _modes(model: ModelResult) -> Table:
-    header = [
-        "variant",
-        "ORT mode",
-        "gated",
-        "mean cos",
-        "min cos",
-        "p1 cos",
-        "AUC",
-        "flips",
-        "p50 ms",
-        "p90 ms",
-    ]
-    rows = []
-    for variant, is_reference in _all(model):
-        for mode in _mode_order(variant.modes):
-            m = variant.modes[mode]
-            rows.append(
-                [
-                    variant.variant,
-                    MODE_LABELS.get(mode, mode),
-                    "" if is_reference or mode != variant.gate_mode else "yes",
-                    fmt.score(m.cosine.mean),
-                    fmt.score(m.cosine.min),
-                    fmt.score(m.cosine.p1),
-                    fmt.score(m.verification.auc if m.verification else None),
-                    fmt.percent(m.decision_flips),
-                    fmt.millis(m.latency.p50_ms),
-                    fmt.millis(m.latency.p90_ms),
-                ]
-            )
-    return Table(header, rows)
-
-
-def _verification(model: ModelResult) -> Table | None:
-    measured = [(variant, is_reference, _gate_mode(variant)) for variant, is_reference in _all(model)]
-    if all(m is None or m.verification is None for _, _, m in measured):
-        return None
-    far_keys: list[str] = []
-    for _, _, m in measured:
-        if m is not None and m.verification is not None:
-            far_keys.extend(k for k in m.verification.tar_at_far if k not in far_keys)
-    header = [
-        "variant",
-        "mode",
-        "pairs (same/diff)",
-        "AUC",
-        "AUC drop",
-        "accuracy",
-        "best threshold",
-        *(f"TAR@FAR={key}" for key in far_keys),
-    ]
-    rows = []
-    for variant, is_reference, m in measured:
-        v = m.verification if m else None
-        ref = _reference_mode(model, variant.gate_mode)
-        ref_auc = ref.verification.auc if ref is not None and ref.verification is not None else None
-        drop = None if v is None or ref_auc is None else ref_auc - v.auc
-        rows.append(
-            [
-                variant.variant,
-                variant.gate_mode,
-                f"{v.positives}/{v.negatives}" if v else fmt.NA,
-                fmt.score(v.auc if v else None),
-                "" if is_reference else fmt.number(drop),
-                fmt.number(v.accuracy if v else None),
-                fmt.number(v.best_threshold if v else None),
-                *(fmt.number(v.tar_at_far.get(key) if v else None) for key in far_keys),
-            ]
-        )
-    return Table(header, rows)
-
-
 def _variant_view(variant: VariantResult, is_reference: bool) -> VariantView:
     facts = [
         ("file", variant.file),
@@ -220,8 +96,63 @@ def _variant_view(variant: VariantResult, is_reference: bool) -> VariantView:
     )
 
 
-def _io(items: list[IOInfo]) -> str:
-    return "; ".join(f"{io.name} {io.dtype} [{', '.join(str(d) for d in io.shape)}]" for io in items)
+def _io(items: list[IOInfo], kinds: dict[str, str] | None = None) -> str:
+    def one(io: IOInfo) -> str:
+        kind = f" ({kinds[io.name]})" if kinds and io.name in kinds else ""
+        return f"{io.name} {io.dtype} [{', '.join(str(d) for d in io.shape)}]{kind}"
+
+    return "; ".join(one(io) for io in items)
+
+
+def _count(value: object) -> str:
+    return fmt.NA if value is None else str(value)
+
+
+_EVALUATION_KEYS = (
+    "images",
+    "from_images",
+    "from_pairs_only",
+    "pairs",
+    "positives",
+    "negatives",
+    "pairs_file",
+    "threshold",
+    "calibration_images",
+)
+
+
+def _evaluation(meta: dict[str, object]) -> list[tuple[str, str]]:
+    """What the numbers were measured on, in words; keys this code does not know are listed as they are."""
+    facts = [
+        (
+            "images measured",
+            f"{_count(meta.get('images'))} ({_count(meta.get('from_images'))} from evaluation.images, "
+            f"{_count(meta.get('from_pairs_only'))} only from the pairs file)",
+        )
+    ]
+    pairs = meta.get("pairs")
+    if pairs:
+        source = meta.get("pairs_file") or "the pairs file"
+        facts.append(
+            (
+                "pairs",
+                f"{pairs} ({_count(meta.get('positives'))} same, {_count(meta.get('negatives'))} different) "
+                f"from {source}",
+            )
+        )
+        threshold = meta.get("threshold")
+        facts.append(
+            (
+                "threshold",
+                fmt.detail(threshold) if threshold is not None else "FP32's best-accuracy threshold",
+            )
+        )
+    else:
+        facts.append(("pairs", "none (no evaluation pairs)"))
+    if "calibration_images" in meta:
+        facts.append(("calibration images", _count(meta["calibration_images"])))
+    facts += [(key, fmt.detail(value)) for key, value in meta.items() if key not in _EVALUATION_KEYS]
+    return facts
 
 
 def _findings(model: ModelResult) -> list[str]:
@@ -229,10 +160,10 @@ def _findings(model: ModelResult) -> list[str]:
         f"{f.variant} was not built ({'optional' if f.optional else 'required'}): {f.error}"
         for f in model.failed
     ]
-    for variant, _ in _all(model):
+    for variant, _ in all_variants(model):
         raw = variant.details.get("findings", [])
         found += [f"{variant.variant}: {item}" for item in (raw if isinstance(raw, list) else [raw])]
-        for mode in _mode_order(variant.modes):
+        for mode in mode_order(variant.modes):
             m = variant.modes[mode]
             if m.optimization_fallback:
                 found.append(
@@ -254,20 +185,23 @@ def model_view(model: ModelResult) -> ModelView:
         ("source", model.source),
         ("source sha256", model.source_sha256),
         *[(f"source file {name}", digest) for name, digest in model.source_files.items()],
-        ("measured output", model.output or (model.outputs[0].name if model.outputs else "")),
+        ("primary output", model.primary_output or (model.outputs[0].name if model.outputs else "")),
         ("opset", str(model.opset)),
         ("inputs", _io(model.inputs)),
-        ("outputs", _io(model.outputs)),
+        ("outputs", _io(model.outputs, model.output_kinds)),
     ]
+    verification = verification_tables(model)
     return ModelView(
         name=model.name,
         facts=facts,
         preprocessing=[(k, fmt.detail(v)) for k, v in model.preprocessing.items()],
-        evaluation=[(k, fmt.detail(v)) for k, v in model.evaluation.items()],
-        summary=_summary(model),
-        modes=_modes(model),
-        verification=_verification(model),
-        variants=[_variant_view(v, is_reference) for v, is_reference in _all(model)],
+        evaluation=_evaluation(model.evaluation),
+        summary=summary_table(model),
+        outputs=output_tables(model),
+        modes=modes_table(model),
+        verification=verification,
+        verification_note=None if verification else verification_note(model),
+        variants=[_variant_view(v, is_reference) for v, is_reference in all_variants(model)],
         findings=_findings(model),
         failures=_failures(model),
     )

@@ -49,6 +49,19 @@ def percent(share: float | None, digits: int = 2) -> str:
     return NA if share is None else f"{number(share * 100.0, digits)}%"
 
 
+def decibels(value: float | None) -> str:
+    """SQNR/PSNR: two decimals are finer than any gate bar."""
+    return number(value, 2)
+
+
+def small(value: float | None) -> str:
+    """An error that may be tiny (max abs 3e-05 of an FP16 output): 3 significant digits, so it never
+    prints as a zero it is not; an exact zero prints ``0``."""
+    if value is None or not math.isfinite(value):
+        return number(value)
+    return f"{value:.3g}"
+
+
 def megabytes(size_bytes: int | None) -> str:
     return NA if size_bytes is None else f"{size_bytes / MEGABYTE:.2f}"
 

@@ -25,17 +25,20 @@ _FAR_LINE_MIN = 1e-6
 
 
 def _series(model: ModelResult) -> list[tuple[str, Verification]]:
-    """FP32 and every variant, each in its gate mode; models or variants without pairs are left out."""
-    series = []
+    """FP32 and every variant in its gate mode, for each embedding output with verification metrics
+    (only embedding outputs have them, and only with pairs); labelled by output when there are several."""
+    found = []
     for variant in [model.reference, *model.variants]:
         mode = variant.modes.get(variant.gate_mode)
-        if mode is not None and mode.verification is not None:
-            series.append((variant.variant, mode.verification))
-    return series
+        for out in mode.outputs if mode is not None else []:
+            if out.kind == "embedding" and out.verification is not None:
+                found.append((variant.variant, out.name, out.verification))
+    several = len({name for _, name, _ in found}) > 1
+    return [(f"{variant} [{name}]" if several else variant, v) for variant, name, v in found]
 
 
 def roc_png(model: ModelResult) -> bytes | None:
-    """One PNG with the ROC of FP32 and every variant on a log FAR axis; ``None`` without pairs.
+    """One PNG with the ROC of FP32 and every variant on a log FAR axis; ``None`` without verification.
 
     The log axis starts at 1/impostors, the smallest FAR the data can resolve, so the plot never
     suggests a curve where there are no measurements. Each series is drawn as a staircase through

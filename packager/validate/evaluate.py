@@ -1,27 +1,64 @@
-"""Measure one artifact against the FP32 reference on the evaluation set, in each runtime mode."""
+"""Measure one artifact against the FP32 reference on the evaluation set: every output, by its kind,
+in each runtime mode."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from packager.results import ModeResult, OrtMode
+from packager.errors import StepError
+from packager.results import ModeResult, OrtMode, OutputMetrics, TaskResult
+from packager.tasks import TaskCheck, TaskContext
 from packager.validate import metrics
 from packager.validate.runners import OrtRunner
 
 
 @dataclass(frozen=True)
+class OutputPlan:
+    """How one output is compared: its kind, the app's normalisation, an optional mask threshold."""
+
+    name: str
+    kind: str = "generic"
+    normalize: str = "none"
+    mask_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class EvaluationData:
     tensors: np.ndarray
-    pairs: np.ndarray
-    labels: np.ndarray
-    reference_outputs: np.ndarray | None
-    """FP32 outputs on ``tensors``; None when evaluating the reference itself."""
+    """Preprocessed evaluation inputs, float32 [N, *input_shape[1:]]."""
+    pairs: np.ndarray | None
+    """int [M, 2] indices into ``tensors`` for verification, or None without pairs."""
+    labels: np.ndarray | None
+    """int [M], 1 same / 0 different; None without pairs."""
+    reference_outputs: dict[str, np.ndarray] | None
+    """FP32 outputs on ``tensors`` by output name; None when evaluating the reference itself."""
     threshold: float | None
     """The app's same/different threshold; None means FP32's best-accuracy threshold."""
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """A loaded task check and what it needs besides the outputs."""
+
+    check: TaskCheck
+    context: TaskContext
+    name: str
+    """The ``module:function`` spec, for error messages."""
+
+    def run(self, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> list[TaskResult]:
+        try:
+            found = self.check(reference, candidate, self.context)
+        except Exception as exc:  # a user's hook: any failure is theirs to see, named
+            raise StepError(
+                f"task check {self.name}", f"{type(exc).__name__}: {exc}", "fix the check function"
+            ) from exc
+        return [TaskResult(**dataclasses.asdict(m)) for m in found]
 
 
 @dataclass(frozen=True)
@@ -31,32 +68,75 @@ class LatencySettings:
     threads: int
 
 
+def _normalized(values: np.ndarray, how: str) -> np.ndarray:
+    if how != "l2":
+        return values
+    rows = values.reshape(len(values), -1).astype(np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0).reshape(values.shape)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def output_metrics(
+    plan: OutputPlan, reference: np.ndarray, candidate: np.ndarray, data: EvaluationData
+) -> OutputMetrics:
+    """Every metric ``plan.kind`` has, for one output (definitions in :mod:`packager.validate.metrics`)."""
+    ref, cand = _normalized(reference, plan.normalize), _normalized(candidate, plan.normalize)
+    dense = metrics.dense_stats(ref, cand)
+    found: dict[str, object] = {}
+    if plan.kind in ("classification", "logits"):
+        classes = int(np.prod(ref.shape[1:]))
+        found["top1_agreement"] = metrics.topk_agreement(ref, cand, 1)
+        found["top5_agreement"] = metrics.topk_agreement(ref, cand, 5) if classes >= 5 else None
+        found["kl_divergence"] = metrics.kl_divergence(ref, cand, logits=plan.kind == "logits")
+    if plan.kind == "dense" and plan.mask_threshold is not None:
+        found["mask_iou"] = metrics.mask_iou(ref, cand, plan.mask_threshold)
+    if plan.kind == "embedding" and data.pairs is not None and data.labels is not None:
+        scores = metrics.pair_scores(cand, data.pairs)
+        reference_scores = metrics.pair_scores(ref, data.pairs)
+        threshold = data.threshold
+        if threshold is None:
+            threshold = metrics.best_accuracy(reference_scores, data.labels)[1]
+        found["verification"] = metrics.verification(scores, data.labels)
+        found["decision_flips"] = metrics.decision_flips(reference_scores, scores, threshold)
+    return OutputMetrics(
+        name=plan.name,
+        kind=plan.kind,
+        cosine=metrics.cosine_stats(ref, cand),
+        sqnr_db=dense.sqnr_db,
+        min_sqnr_db=dense.min_sqnr_db,
+        psnr_db=dense.psnr_db,
+        max_abs=_finite(dense.max_abs),
+        rel_l2=_finite(dense.rel_l2),
+        **found,  # type: ignore[arg-type]
+    )
+
+
 def evaluate_mode(
     model: Path,
     mode: OrtMode,
+    plans: Sequence[OutputPlan],
     data: EvaluationData,
     latency: LatencySettings,
-    output_name: str | None,
     progress: Callable[[int, int], None] | None = None,
     label: str | None = None,
-) -> tuple[ModeResult, np.ndarray]:
-    runner = OrtRunner(model, mode, threads=latency.threads, output=output_name, label=label)
-    outputs = runner.run(data.tensors, progress)
+    task: TaskRun | None = None,
+) -> tuple[ModeResult, dict[str, np.ndarray]]:
+    """One artifact in one mode: metrics of every output in ``plans`` (and of the task check, if
+    any) and the raw outputs by name."""
+    runner = OrtRunner(model, mode, threads=latency.threads, label=label)
+    outputs = runner.run_all(data.tensors, progress)
     reference = outputs if data.reference_outputs is None else data.reference_outputs
-    cosine = metrics.cosine_stats(reference, outputs)
-    scores = metrics.pair_scores(outputs, data.pairs)
-    verification = metrics.verification(scores, data.labels)
-    reference_scores = metrics.pair_scores(reference, data.pairs)
-    threshold = data.threshold
-    if threshold is None:
-        threshold = metrics.best_accuracy(reference_scores, data.labels)[1]
-    flips = metrics.decision_flips(reference_scores, scores, threshold)
+    measured = [output_metrics(p, reference[p.name], outputs[p.name], data) for p in plans]
     times = runner.time(data.tensors[0], latency.runs, latency.warmup)
+    task_results = [] if task is None else task.run(reference, outputs)
     result = ModeResult(
         mode=mode,
-        cosine=cosine,
-        verification=verification,
-        decision_flips=flips,
+        outputs=measured,
+        task=task_results,
         latency=metrics.latency(times, latency.threads),
         optimization_level=runner.optimization_level,
         optimization_fallback=runner.optimization_fallback,
@@ -67,29 +147,31 @@ def evaluate_mode(
 def evaluate(
     model: Path,
     modes: Sequence[OrtMode],
+    plans: Sequence[OutputPlan],
     data: EvaluationData,
     latency: LatencySettings,
-    output_name: str | None,
     progress: Callable[[str, int, int], None],
     label: str | None = None,
-) -> tuple[dict[str, ModeResult], np.ndarray]:
-    """All modes for one artifact; returns the first mode's outputs (the reference uses them).
+    task: TaskRun | None = None,
+) -> tuple[dict[str, ModeResult], dict[str, np.ndarray]]:
+    """All modes for one artifact; returns the first mode's outputs (the reference keeps them).
 
     ``label`` names the artifact in progress and errors (default: the file's stem).
     """
     results: dict[str, ModeResult] = {}
-    first_outputs: np.ndarray | None = None
+    first_outputs: dict[str, np.ndarray] | None = None
     name = label or model.stem
     for mode in modes:
         shown = f"{name} [{mode}]"
         result, outputs = evaluate_mode(
             model,
             mode,
+            plans,
             data,
             latency,
-            output_name,
             lambda done, total, shown=shown: progress(shown, done, total),
             label=name,
+            task=task,
         )
         results[mode] = result
         first_outputs = outputs if first_outputs is None else first_outputs

@@ -131,11 +131,19 @@ class OrtRunner:
         self.output_name = output or outputs[0]
 
     def run(self, batch: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
-        """Run sample by sample: mobile artifacts have batch fixed to 1."""
-        results = []
+        """The selected output only (``output``, else the first): float32 [N, *output_shape[1:]]."""
+        return self.run_all(batch, progress, only=self.output_name)[self.output_name]
+
+    def run_all(
+        self, batch: np.ndarray, progress: ProgressFn | None = None, only: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every output (or ``only`` one), sample by sample (mobile artifacts have batch 1):
+        ``{name: float32 [N, *output_shape[1:]]}``."""
+        names = [only] if only else [o.name for o in self.session.get_outputs()]
+        collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for i, sample in enumerate(batch):
             try:
-                (out,) = self.session.run([self.output_name], {self.input_name: sample[None]})
+                values = self.session.run(names, {self.input_name: sample[None]})
             except Exception as exc:  # ORT raises several pybind exception types
                 raise StepError(
                     f"run {self.label}",
@@ -143,10 +151,11 @@ class OrtRunner:
                     f"{ort_cause(exc, self.model, self.label)}",
                     "check that [models].input (size, layout, channels) matches the model",
                 ) from None
-            results.append(out[0])
+            for name, value in zip(names, values, strict=True):
+                collected[name].append(value[0])
             if progress:
                 progress(i + 1, len(batch))
-        return np.stack(results).astype(np.float32)
+        return {n: np.stack(v).astype(np.float32) for n, v in collected.items()}
 
     def time(self, sample: np.ndarray, runs: int, warmup: int) -> list[float]:
         feed = {self.input_name: sample[None]}
