@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from device_bench.errors import BundleError
 from device_bench.results import ArtifactRef, BundleRef
+from packager.manifest import SCHEMA_VERSION, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -90,44 +93,62 @@ def select_artifacts(path: Path, formats: Collection[str]) -> Selection:
     return selection
 
 
+def read_manifest(manifest: Path) -> Manifest:
+    """The bundle's manifest.json as packager wrote it, or a BundleError saying why not and how to fix it."""
+    rebuild = "rebuild the bundle with packager (`packager build`)"
+    try:
+        text = manifest.read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise BundleError(str(manifest), f"unreadable manifest ({exc.strerror})", rebuild) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(str(manifest), f"manifest is not JSON ({exc})", rebuild) from None
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    if found != SCHEMA_VERSION:
+        newer = isinstance(found, int) and found > SCHEMA_VERSION
+        raise BundleError(
+            str(manifest),
+            f"manifest schema_version {found!r} found, {SCHEMA_VERSION} expected",
+            "use a device-bench as new as the packager that built it" if newer else rebuild,
+        )
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise BundleError(
+            str(manifest),
+            f"manifest does not match schema_version {SCHEMA_VERSION} at {where}: {first['msg']} "
+            f"({exc.error_count()} errors)",
+            rebuild,
+        ) from None
+
+
 def _from_manifest(manifest: Path, path: Path, formats: Collection[str]) -> Selection:
     root = manifest.parent
-    try:
-        data = json.loads(manifest.read_text())
-        entries = data["artifacts"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise BundleError(
-            str(manifest), f"unreadable manifest ({exc})", "rebuild the bundle with packager"
-        ) from exc
-    project = data.get("project") or {}
-    ranges = {
-        m.get("name"): input_range(m.get("preprocessing") or {})
-        for m in data.get("models", [])
-        if isinstance(m, dict)
-    }
+    described = read_manifest(manifest)
+    ranges = {m.name: input_range(m.preprocessing) for m in described.models}
     artifacts = []
-    for entry in entries:
-        local = root / entry["path"]
-        fmt = entry.get("format") or local.suffix.lstrip(".")
-        if fmt not in formats or not _is_under(local, path):
+    for entry in described.artifacts:
+        local = root / entry.path
+        if entry.format not in formats or not _is_under(local, path):
             continue
         if not local.is_file():
             raise BundleError(
-                str(manifest), f"lists {entry['path']} but the file is missing", "rebuild the bundle"
+                str(manifest), f"lists {entry.path} but the file is missing", "rebuild the bundle"
             )
         ref = ArtifactRef(
-            path=entry["path"],
-            sha256=entry["sha256"],
-            size_bytes=entry.get("size_bytes", local.stat().st_size),
-            model=entry.get("model", local.parent.name),
-            variant=entry.get("variant", local.stem),
-            format=fmt,
-            platform=entry.get("platform", "any"),
+            path=entry.path,
+            sha256=entry.sha256,
+            size_bytes=entry.size_bytes,
+            model=entry.model,
+            variant=entry.variant,
+            format=entry.format,
+            platform=entry.platform,
         )
         artifacts.append(Artifact(ref, local, ranges.get(ref.model)))
-    bundle = BundleRef(
-        root=str(root), manifest=str(manifest), project=project.get("name"), version=project.get("version")
-    )
+    project = described.project
+    bundle = BundleRef(root=str(root), manifest=str(manifest), project=project.name, version=project.version)
     return Selection(bundle, artifacts)
 
 

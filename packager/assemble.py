@@ -7,19 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager import preprocess
-from packager.build import (
-    GATE_MODE,
-    REFERENCE,
-    REFERENCE_MODES,
-    BuildOptions,
-    PlanOutcome,
-    StepNames,
-    variants_for,
-)
+from packager.build import BASELINE, GATE_MODE, BuildOptions, PlanOutcome, StepNames
 from packager.config import Config, ModelSpec
+from packager.plan import Plan
 from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
 from packager.source import source_files, source_sha256
 from packager.steps import Hasher, StepFailure, StepResult, tool_versions
+from packager.target import Product
 from packager.validate.gates import OutputGatePlan, evaluate_gates, evaluate_task_gates, plan_gates
 from packager.validate.metrics import artifact_size
 
@@ -72,28 +66,35 @@ def _modes(meta: dict[str, object]) -> dict[str, ModeResult]:
     return {mode: ModeResult.model_validate(value) for mode, value in raw.items()}
 
 
-def _variant(
+def _gate_mode(modes: dict[str, ModeResult]) -> str:
+    """Gate on the reference mode when the runner has it (what ARM INT8 kernels compute), else on
+    the one mode it has (e.g. the LiteRT interpreter's default)."""
+    return GATE_MODE if GATE_MODE in modes else next(iter(modes), "default")
+
+
+def _artifact(
     spec: ModelSpec,
-    name: str,
+    product: Product,
     path: Path,
-    validate: StepResult,
+    validate: StepResult | None,
     reference: ModeResult | None,
     fp32_size: int,
     details: dict[str, object],
     hasher: Hasher,
     gate_plans: list[OutputGatePlan],
 ) -> VariantResult:
-    modes = _modes(validate.meta)
-    gate_mode = REFERENCE_MODES[0] if reference is None else GATE_MODE
+    """One product's result: its file facts, validation per mode (or why not) and its gates."""
+    modes = _modes(validate.meta) if validate is not None else {}
+    gate_mode = _gate_mode(modes)
     gates = []
-    if reference is not None:
+    if reference is not None and modes:
         gates = evaluate_gates(modes[gate_mode], reference, gate_plans)
         gates += evaluate_task_gates(modes[gate_mode], spec.task.gates if spec.task else {})
     size = artifact_size(path)
     return VariantResult(
-        variant=name,
-        file=f"models/{spec.name}/{name}.onnx",
-        sha256=hasher.file(path),
+        variant=product.variant,
+        file=product.bundle_path,
+        sha256=hasher.path(path),
         size_bytes=size,
         size_ratio=size / fp32_size,
         modes=modes,
@@ -101,67 +102,76 @@ def _variant(
         gates=gates,
         passed=all(g.passed for g in gates),
         details=details,
+        platform=product.platform,
+        runtime=product.runtime,
+        format=product.format,
+        precision=product.precision,
+        not_validated_reason=product.not_validated_reason,
     )
 
 
-def _failure(spec: ModelSpec, variant: str, failure: StepFailure) -> VariantFailure:
+def _failure(product: Product, failure: StepFailure) -> VariantFailure:
     return VariantFailure(
-        variant=variant,
+        variant=product.variant if product.platform == "any" else f"{product.platform}:{product.variant}",
         step=failure.root,
         error=str(failure.error),
-        optional=variant in spec.optional_variants,
+        optional=not product.required,
     )
 
 
 def assemble(
-    config: Config, options: BuildOptions, plan: PlanOutcome, hasher: Hasher
+    config: Config, options: BuildOptions, plan: Plan, outcome: PlanOutcome, hasher: Hasher
 ) -> tuple[BuildResult, list[BundleFile]]:
-    """Typed results of every model and the files to ship; failed variants are listed, not shipped."""
-    results = plan.results
+    """Typed results of every planned product and the files to ship; failed products are listed,
+    not shipped. Iterates ``plan.products``: the plan is never re-derived here."""
+    results = outcome.results
     models: list[ModelResult] = []
     files: list[BundleFile] = []
     notes = [
-        "Mixed precision tunes its float-node set on the calibration images, never on the evaluation pairs.",
-        "Phones, Core ML prediction (macOS) and platform artifacts are not part of this build: every number "
-        "here is measured on this host with onnxruntime on CPU.",
+        "Mixed precision tunes its float-node set on the calibration images, never on the evaluation data.",
+        "Phones and Core ML prediction (macOS) are not part of this build: every number here is measured "
+        "on this host (onnxruntime on CPU, the LiteRT interpreter for .tflite).",
     ]
     for spec in config.models:
         m, names = spec.name, StepNames(spec.name)
         prepared = results[names.prepare]
         sources = source_files(spec.source)
-        fp32_path = prepared.out / f"{REFERENCE}.onnx"
+        fp32_path = prepared.out / f"{BASELINE}.onnx"
         fp32_size = artifact_size(fp32_path)
-        ref_validate = results[names.validate(REFERENCE)]
         io_in = [IOInfo.model_validate(prepared.meta["input"])]
         measured = IOInfo.model_validate(prepared.meta["output"])
         outputs_meta = prepared.meta["outputs"]
         assert isinstance(outputs_meta, list)
         io_out = [IOInfo.model_validate(o) for o in outputs_meta]  # every output the app receives
-        reference = _variant(
-            spec, REFERENCE, fp32_path, ref_validate, None, fp32_size, {"prepared": prepared.meta}, hasher, []
-        )
-        ref_mode = reference.modes[REFERENCE_MODES[0]]
+        products = [p for p in plan.products if p.model == m]
+        reference_product = next(p for p in products if p.platform == "any" and p.variant == BASELINE)
+        reference = _artifact(
+            spec, reference_product, fp32_path, results[names.validate(BASELINE)], None, fp32_size,
+            {"prepared": prepared.meta}, hasher, [],
+        )  # fmt: skip
+        ref_mode = reference.modes[reference.gate_mode]
         has_pairs = any(o.verification is not None for o in ref_mode.outputs)
         gate_plans = plan_gates([o.name for o in io_out], spec.declared_outputs, spec.gates, has_pairs)
-        built = [(reference, fp32_path)]
+        built: list[tuple[VariantResult, Path]] = [(reference, fp32_path)]
         failed: list[VariantFailure] = []
-        for name in variants_for(spec, options):
-            failure = plan.failures.get(names.quantize(name)) or plan.failures.get(names.validate(name))
-            if failure is not None:
-                failed.append(_failure(spec, name, failure))
+        for product in products:
+            if product is reference_product:
                 continue
-            quantized = results[names.quantize(name)]
-            path = quantized.out / f"{name}.onnx"
-            validate = results[names.validate(name)]
-            built.append(
-                (
-                    _variant(
-                        spec, name, path, validate, ref_mode, fp32_size, quantized.meta, hasher, gate_plans
-                    ),
-                    path,
-                )
+            validation = plan.validations.get(product.name)
+            failure = outcome.failures.get(product.source.step) or (
+                outcome.failures.get(validation) if validation else None
             )
-        variants = [v for v, _ in built[1:]]
+            if failure is not None:
+                failed.append(_failure(product, failure))
+                continue
+            made = results[product.source.step]
+            path = made.out / product.source.file
+            details = dict(made.meta)
+            if product.details_step and product.details_step in results:
+                details.update(results[product.details_step].meta)
+            validate = results[validation] if validation else None
+            built.append((_artifact(spec, product, path, validate, ref_mode, fp32_size, details, hasher,
+                                    gate_plans), path))  # fmt: skip
         files += [
             BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
         ]
@@ -183,13 +193,14 @@ def assemble(
                 preprocessing=preprocess.describe(spec.input),
                 evaluation=evaluation,
                 reference=reference,
-                variants=variants,
+                variants=[v for v, _ in built[1:] if v.platform == "any"],
+                artifacts=[v for v, _ in built[1:] if v.platform != "any"],
                 failed=failed,
                 primary_output=measured.name,
                 output_kinds={o.name: o.kind for o in ref_mode.outputs},
             )
         )
-    passed = all(v.passed for m in models for v in m.variants) and not any(
+    passed = all(v.passed for m in models for v in [*m.variants, *m.artifacts]) and not any(
         not f.optional for m in models for f in m.failed
     )
     result = BuildResult(

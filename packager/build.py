@@ -24,6 +24,7 @@ from packager.quantize.registry import QuantizeContext
 from packager.results import OrtMode
 from packager.source import source_inputs
 from packager.steps import Step, StepContext, StepFailure, StepOutput, StepResult, StepRunner
+from packager.target import Product
 from packager.tasks import TaskContext, check_file, load_check
 from packager.validate.evaluate import EvaluationData, LatencySettings, OutputPlan, TaskRun, evaluate
 
@@ -33,8 +34,10 @@ DATA_TOOLS = ("packager", "opencv-python", "numpy")
 QUANT_TOOLS = ("packager", "onnx", "onnxruntime", "onnxconverter-common", "numpy")
 VALIDATE_TOOLS = ("packager", "onnxruntime", "numpy")
 
-REFERENCE = "fp32"
-REFERENCE_MODES: tuple[OrtMode, ...] = ("default",)
+BASELINE = "fp32"
+"""The FP32 model every variant and artifact is measured against (never called "reference": that
+word names the ORT accuracy mode below)."""
+BASELINE_MODES: tuple[OrtMode, ...] = ("default",)
 VARIANT_MODES: tuple[OrtMode, ...] = ("default", "reference")
 GATE_MODE: OrtMode = "reference"
 """Mobile INT8 kernels compute QDQ like ORT with optimizations off; gate on what the phone will do."""
@@ -72,13 +75,6 @@ def _data_inputs(prefix: str, files: list[Path]) -> dict[str, Path]:
     return {f"{prefix}{i:0{width}d}": p for i, p in enumerate(files)}
 
 
-def plan(config: Config, options: BuildOptions) -> list[Step]:
-    steps: list[Step] = []
-    for spec in config.models:
-        steps += _model_steps(config, spec, variants_for(spec, options))
-    return steps
-
-
 @dataclass(frozen=True)
 class StepNames:
     """Step names of one model; every step of the plan is named ``kind[model]`` or ``kind[model:variant]``."""
@@ -91,7 +87,7 @@ class StepNames:
 
     @property
     def calibration(self) -> str:
-        return f"calibration[{self.model}]"
+        return f"calibration-data[{self.model}]"
 
     @property
     def calibrate(self) -> str:
@@ -108,7 +104,9 @@ class StepNames:
         return f"validate[{self.model}:{variant}]"
 
 
-def _model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[Step]:
+def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[Step]:
+    """One model's core steps: prepare, calibration data and calibration, evaluation data, the FP32
+    reference's validation, and each variant's quantization and validation (see :class:`StepNames`)."""
     names = StepNames(spec.name)
     steps = [
         Step(
@@ -158,7 +156,7 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
             "quantize",
             run=lambda ctx: _run_calibrate(spec, ctx),
             inputs={
-                "reference": StepOutput(names.prepare, f"{REFERENCE}.onnx"),
+                "reference": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 "calibration": StepOutput(names.calibration, "calibration.npy"),
             },
             params={
@@ -211,14 +209,14 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
             after=(names.prepare,),
         ),
         Step(
-            names.validate(REFERENCE),
+            names.validate(BASELINE),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, names, REFERENCE, REFERENCE_MODES, ctx),
+            run=lambda ctx: _run_validate(config, spec, names, BASELINE, BASELINE_MODES, ctx),
             inputs={
-                "model": StepOutput(names.prepare, f"{REFERENCE}.onnx"),
+                "model": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 **_evaluation_inputs(config, spec, names),
             },
-            params=_validate_params(config, spec, REFERENCE_MODES),
+            params=_validate_params(config, spec, BASELINE_MODES),
             tools=VALIDATE_TOOLS,
             after=(names.prepare,),
         ),
@@ -227,7 +225,7 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
 
 def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: str) -> list[Step]:
     recipe = registry.get(variant)
-    inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(names.prepare, f"{REFERENCE}.onnx")}
+    inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(names.prepare, f"{BASELINE}.onnx")}
     if recipe.needs_calibration:
         inputs["calibrated"] = StepOutput(names.calibrate, "")
     if recipe.reads_calibration_data and spec.calibration is not None:
@@ -248,7 +246,7 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
             run=lambda ctx: _run_validate(config, spec, names, variant, VARIANT_MODES, ctx),
             inputs={
                 "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
-                "reference_outputs": StepOutput(names.validate(REFERENCE), OUTPUTS_FILE),
+                "reference_outputs": StepOutput(names.validate(BASELINE), OUTPUTS_FILE),
                 **_evaluation_inputs(config, spec, names),
             },
             params=_validate_params(config, spec, VARIANT_MODES),
@@ -259,12 +257,32 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
     ]
 
 
+def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) -> Step:
+    """Validate a platform artifact against FP32 like a variant: same data, metrics and gates; the
+    runner for its format decides which accuracy modes exist (``packager.validate.runners``)."""
+    names = StepNames(spec.name)
+    return Step(
+        f"validate[{product.name}]",
+        "validate",
+        run=lambda ctx: _run_validate(config, spec, names, product.variant, VARIANT_MODES, ctx, product),
+        inputs={
+            "model": product.source,
+            "reference_outputs": StepOutput(names.validate(BASELINE), OUTPUTS_FILE),
+            **_evaluation_inputs(config, spec, names),
+        },
+        params={**_validate_params(config, spec, VARIANT_MODES), "format": product.format},
+        tools=VALIDATE_TOOLS,
+        after=(names.prepare,),
+        required=False,
+    )
+
+
 def _latency(config: Config) -> LatencySettings:
     return LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
 
 
 def _run_prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
-    prepared = prepare_reference(spec, ctx.out / f"{REFERENCE}.onnx")
+    prepared = prepare_reference(spec, ctx.out / f"{BASELINE}.onnx")
     return {
         "input": prepared.input.model_dump(),
         "output": prepared.output.model_dump(),
@@ -355,6 +373,7 @@ def _run_validate(
     variant: str,
     modes: tuple[OrtMode, ...],
     ctx: StepContext,
+    product: Product | None = None,
 ) -> dict[str, object]:
     ref_outputs = None
     if "reference_outputs" in ctx.inputs:
@@ -382,7 +401,9 @@ def _run_validate(
         data,
         _latency(config),
         ctx.progress,
-        label=f"{variant} of model {spec.name}",
+        label=f"{variant} of model {spec.name}"
+        if product is None
+        else f"{product.platform} {product.format} artifact of {spec.name}:{variant}",
         task=task,
     )
     np.savez(ctx.out / OUTPUTS_FILE, **outputs)

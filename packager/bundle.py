@@ -6,8 +6,6 @@ is only removed once the new one is complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -15,11 +13,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from packager.archive import write_zip
 from packager.assemble import BundleFile
 from packager.errors import OutputError
+from packager.manifest import (
+    SCHEMA_VERSION,
+    ArtifactValidation,
+    Manifest,
+    ManifestArtifact,
+    ManifestContent,
+    ManifestModel,
+    ManifestProject,
+)
 from packager.results import BuildResult
 
-MANIFEST_SCHEMA = 2
+MANIFEST_SCHEMA = SCHEMA_VERSION
 
 
 def bundle_name(result: BuildResult) -> str:
@@ -56,74 +64,59 @@ def ensure_writable(out_root: Path) -> None:
         ) from None
 
 
-def manifest(result: BuildResult, files: list[BundleFile]) -> dict[str, object]:
-    """Everything a release engineer or a device harness needs to trust and run the artifacts."""
-    body: dict[str, object] = {
-        "schema_version": MANIFEST_SCHEMA,
-        "project": {"name": result.project, "version": result.version},
-        "config_sha256": result.config_sha256,
-        "gates_enforced": result.gates_enforced,
-        "passed": result.passed,
-        "tool_versions": result.tool_versions,
-        "settings": result.settings,
-        "models": [
-            {
-                "name": m.name,
-                "source": m.source,
-                "source_sha256": m.source_sha256,
-                "source_files": m.source_files,
-                "opset": m.opset,
-                "primary_output": m.primary_output,
-                "output_kinds": m.output_kinds,
-                "preprocessing": m.preprocessing,
-                "inputs": [io.model_dump() for io in m.inputs],
-                "outputs": [io.model_dump() for io in m.outputs],
-                "evaluation": m.evaluation,
-                "variants": [
-                    {
-                        "variant": v.variant,
-                        "file": v.file,
-                        "sha256": v.sha256,
-                        "size_bytes": v.size_bytes,
-                        "size_ratio": round(v.size_ratio, 6),
-                        "quantization": v.details,
-                        "metrics": {
-                            k: mode.model_dump(
-                                exclude={"outputs": {"__all__": {"verification": {"roc_fpr", "roc_tpr"}}}}
-                            )
-                            for k, mode in v.modes.items()
-                        },
-                        "gate_mode": v.gate_mode,
-                        "gates": [g.model_dump() for g in v.gates],
-                        "passed": v.passed,
-                    }
-                    for v in [m.reference, *m.variants]
-                ],
-                "failed_variants": [f.model_dump() for f in m.failed],
-            }
-            for m in result.models
-        ],
-        "artifacts": [
-            {
-                "path": f.dest,
-                "sha256": f.sha256,
-                "size_bytes": f.size_bytes,
-                "model": f.model,
-                "variant": f.variant,
-                "format": Path(f.dest).suffix.lstrip("."),
-                "platform": "any",
-                "inputs": [io.model_dump() for io in f.inputs],
-                "outputs": [io.model_dump() for io in f.outputs],
-            }
-            for f in sorted(files, key=lambda f: f.dest)
-        ],
-    }
-    content = json.dumps(body, sort_keys=True).encode()
-    return {
-        **body,
-        "content_sha256": hashlib.sha256(content).hexdigest(),
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def manifest(result: BuildResult, files: list[BundleFile], built_at: str | None = None) -> Manifest:
+    """Everything a release engineer or a device harness needs to trust and run the artifacts.
+
+    Every file in ``files`` is described by the result it was validated as: an ONNX variant (the
+    reference included) or a platform artifact (``ModelResult.artifacts``) of the same model and path.
+    """
+    described = {(m.name, v.file): v for m in result.models for v in [m.reference, *m.variants, *m.artifacts]}
+    artifacts = []
+    for f in sorted(files, key=lambda f: f.dest):
+        found = described.get((f.model, f.dest))
+        if found is None:
+            raise ValueError(
+                f"bundle file {f.dest} of model {f.model!r} has no result in its ModelResult "
+                "(reference, variants or artifacts): every shipped artifact must be validated or say why not"
+            )
+        artifacts.append(
+            ManifestArtifact(
+                path=f.dest,
+                sha256=f.sha256,
+                size_bytes=f.size_bytes,
+                model=f.model,
+                variant=f.variant,
+                platform=found.platform,
+                runtime=found.runtime,
+                format=found.format,
+                precision=found.precision,
+                inputs=f.inputs,
+                outputs=f.outputs,
+                validation=ArtifactValidation.from_result(found),
+            )
+        )
+    content = ManifestContent(
+        schema_version=MANIFEST_SCHEMA,
+        project=ManifestProject(name=result.project, version=result.version),
+        config_sha256=result.config_sha256,
+        gates_enforced=result.gates_enforced,
+        passed=result.passed,
+        tool_versions=result.tool_versions,
+        settings=result.settings,
+        models=[ManifestModel.from_result(m) for m in result.models],
+        artifacts=artifacts,
+    )
+    return Manifest.seal(content, built_at or datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+CORE_FOLDER = "models"
+"""Where the ONNX variants ship; every other top-level folder belongs to one platform target."""
+
+
+def platform_folders(files: list[BundleFile]) -> list[str]:
+    """Top-level bundle folders that hold a platform's artifacts (each gets ``<platform>.zip``)."""
+    tops = {f.dest.split("/", 1)[0] for f in files if "/" in f.dest}
+    return sorted(tops - {CORE_FOLDER})
 
 
 def write_bundle(
@@ -147,10 +140,13 @@ def write_bundle(
         for f in files:
             dest = staging / f.dest
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f.source, dest)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest(result, files), indent=1, sort_keys=True) + "\n"
-        )
+            if f.source.is_dir():  # a folder artifact, such as an .mlpackage
+                shutil.copytree(f.source, dest)
+            else:
+                shutil.copyfile(f.source, dest)
+        for platform in platform_folders(files):
+            write_zip(staging / platform, staging / f"{platform}.zip")
+        (staging / "manifest.json").write_text(manifest(result, files).to_json())
         write_results(result, staging, write_report)
         old = None
         if final.exists():

@@ -178,6 +178,13 @@ def _parser() -> argparse.ArgumentParser:
         "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
     )
     clean.add_argument("--dist", action="store_true", help="also delete the output folder")
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a file packager writes (for CI): manifest",
+        description="Print the JSON Schema of manifest.json (schema_version 3), to validate bundles in CI.",
+    )
+    schema.add_argument("document", choices=["manifest"], help="which file's schema")
     for command in sub.choices.values():
         # Also accepted after the subcommand (`packager build CONFIG -v`); SUPPRESS keeps a -v given
         # before the subcommand from being reset to False by the subparser's default.
@@ -288,11 +295,11 @@ def _print_summary(result: BuildResult) -> None:
     """The report's summary table of each model (``packager.report.tables.summary_table``)."""
     from rich.text import Text
 
-    from packager.report.tables import summary_table
+    from packager.report.tables import SUMMARY_LEGEND, summary_table
 
     for model in result.models:
         summary = summary_table(model)
-        table = Table(title=f"{result.project} {result.version} — {model.name}")
+        table = Table(title=f"{result.project} {result.version} — {model.name}", caption=SUMMARY_LEGEND)
         for col in summary.header:
             table.add_column(col, overflow="fold")
         for row in summary.rows:
@@ -306,7 +313,7 @@ def _print_gate_table(result: BuildResult | None) -> None:
     """Every gate of every variant, one table per model (columns ``GATE_TABLE_HEADER``)."""
     from rich.text import Text
 
-    from packager.validate.gates import GATE_TABLE_HEADER, format_gate_table
+    from packager.report.tables import GATE_TABLE_HEADER, format_gate_table
 
     if result is None:
         return
@@ -314,7 +321,7 @@ def _print_gate_table(result: BuildResult | None) -> None:
         table = Table(title=f"release gates — {model.name}")
         for col in GATE_TABLE_HEADER:
             table.add_column(col, overflow="fold")
-        for row in format_gate_table(model.variants):
+        for row in format_gate_table([*model.variants, *model.artifacts]):
             style = "green" if row[-1] == "PASS" else "red"
             table.add_row(*(Text(cell) for cell in row[:-1]), Text(row[-1], style=style))
         console.print(table)
@@ -390,19 +397,28 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from packager.build import BuildOptions, plan
+    from packager.build import BuildOptions
     from packager.config import load_config
+    from packager.plan import make_plan
 
     config = load_config(args.config)
-    steps = plan(config, BuildOptions(variants=tuple(args.variants) if args.variants else None))
+    planned = make_plan(config, BuildOptions(variants=tuple(args.variants) if args.variants else None))
     table = Table(title=f"build plan for {args.config}")
     for col in ("#", "step", "kind", "depends on", "params"):
         table.add_column(col)
-    for i, step in enumerate(steps, start=1):
+    for i, step in enumerate(planned.steps, start=1):
         files = sum(1 for v in step.inputs.values() if isinstance(v, Path))
         deps = escape(", ".join(step.depends_on())) + (f" +{files} files" if files else "")
         table.add_row(str(i), escape(step.name), step.kind, deps, ", ".join(sorted(step.params)))
     console.print(table)
+    console.print("\n[bold]products[/] (artifacts in the bundle)")
+    for product in planned.products:
+        validation = planned.validations.get(product.name) or f"not validated: {product.not_validated_reason}"
+        console.print(
+            f"  {escape(product.bundle_path)}  [{escape(product.platform)}, {escape(product.runtime)}, "
+            f"{escape(product.precision)}] made by {escape(product.source.step)}; {escape(validation)}",
+            soft_wrap=True,
+        )
     return EXIT_OK
 
 
@@ -441,12 +457,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from packager.manifest import Manifest
+
+    schemas = {"manifest": Manifest}
+    print(json.dumps(schemas[args.document].model_json_schema(), indent=1))
+    return EXIT_OK
+
+
 COMMANDS = {
     "build": _cmd_build,
     "check": _cmd_check,
     "graph": _cmd_graph,
     "clean": _cmd_clean,
     "report": _cmd_report,
+    "schema": _cmd_schema,
 }
 
 

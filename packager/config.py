@@ -186,9 +186,16 @@ class EvaluationSpec(_Strict):
 
 
 class MixedSpec(_Strict):
-    """How far the mixed-precision search may go to reach its own accuracy target."""
+    """How far the mixed-precision search may go to reach its own accuracy target.
+
+    The search ranks nodes and measures itself on the tuning part of the calibration images and
+    stops when the held-out check part (``packager.quantize.calibrated``) reaches
+    ``target_mean_cosine + check_margin`` (mean cosine to FP32, reference mode)."""
 
     target_mean_cosine: Annotated[float, Field(gt=0.0, le=1.0)] = 0.995
+    check_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.001
+    """Added to the target on the check images: the check images are calibration-like captures and
+    few, new faces and bad captures sit lower (measured on SFace, see the README)."""
     max_float_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
     max_size_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.30
 
@@ -295,6 +302,8 @@ class Config(_Strict):
     project: ProjectSpec
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     build: BuildSpec = BuildSpec()
+    targets: dict[str, dict[str, Any]] = {}
+    """Each platform target's table (``[android]``...), as validated by that target's schema."""
 
     path: Path = Path("packager.toml")
     """Where the config was read from; every relative path resolved against its folder."""
@@ -374,14 +383,33 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc}: {msg} (got {given!r})"
 
 
+CORE_TABLES = ("project", "models", "build")
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Validate an already-parsed TOML document; all problems are reported together."""
+    """Validate an already-parsed TOML document; all problems are reported together.
+
+    Top-level tables other than the core's belong to platform targets (``[android]``, ``[ios]``):
+    each is validated by its installed target's schema (``packager.target``).
+    """
+    from packager.target import parse_target_tables
+
     data = _resolve(path.parent.resolve(), copy.deepcopy(data))
+    tables = {k: data.pop(k) for k in list(data) if k not in CORE_TABLES}
     data["path"] = str(path)
+    problems: list[str] = []
+    targets: dict[str, Any] = {}
     try:
-        return Config.model_validate(data)
+        targets = {k: v.model_dump(mode="json") for k, v in parse_target_tables(tables, path).items()}
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        config = Config.model_validate({**data, "targets": targets})
     except ValidationError as exc:
-        raise ConfigError(path, [_format_error(e) for e in exc.errors()]) from None
+        problems = [_format_error(e) for e in exc.errors()] + problems
+    if problems:
+        raise ConfigError(path, problems)
+    return config
 
 
 def load_config(path: Path) -> Config:

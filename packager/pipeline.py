@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.assemble import assemble
-from packager.build import BuildOptions, plan, run_plan
+from packager.build import BuildOptions, run_plan
 from packager.bundle import bundle_name, ensure_writable, write_bundle, write_results
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
+from packager.plan import make_plan
 from packager.report import write_report
+from packager.report.tables import failure_messages
 from packager.results import BuildResult
 from packager.steps import Cache, Step, StepFailure, StepResult, StepRunner
-from packager.validate.gates import failure_messages
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,11 @@ def build_project(
     """
     out_root = out or config.build.out
     ensure_writable(out_root)
-    steps = plan(config, options)
+    planned = make_plan(config, options)
     runner = StepRunner(Cache(config.build.cache), progress)
-    outcome = run_plan(steps, runner, on_step)
-    result, files = assemble(config, options, outcome, runner.hasher)
-    step_results = [outcome.results[s.name] for s in steps if s.name in outcome.results]
+    outcome = run_plan(planned.steps, runner, on_step)
+    result, files = assemble(config, options, planned, outcome, runner.hasher)
+    step_results = [outcome.results[s.name] for s in planned.steps if s.name in outcome.results]
     broken = [f"{m.name}:{f.variant}: {f.error}" for m in result.models for f in m.failed if not f.optional]
     gate_failures = [
         msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)

@@ -122,19 +122,35 @@ class GateResult(_Frozen):
 
 
 class VariantResult(_Frozen):
+    """One artifact of the bundle and everything measured on it (an ONNX variant or a platform artifact)."""
+
     variant: str
-    """``fp32`` for the reference, else a registered recipe name."""
+    """The variant it was made from: ``fp32`` for the reference, else a registered recipe name."""
     file: str
     """Path relative to the bundle root."""
     sha256: str
+    """Of the file; for a folder (``.mlpackage``), of its sorted listing of files and their sha256."""
     size_bytes: int
+    """A folder's files summed."""
     size_ratio: float
     modes: dict[str, ModeResult]
-    gate_mode: OrtMode
+    """Validation per accuracy mode; empty when ``not_validated_reason`` is set."""
+    gate_mode: str
     gates: list[GateResult]
     passed: bool
     details: dict[str, object]
-    """Recipe-specific facts worth a reader's time (excluded nodes and why, calibration method...)."""
+    """Recipe or target facts worth a reader's time (excluded nodes, EP coverage, quantization params...)."""
+    platform: str = "any"
+    """``any`` for the core ONNX variants, else the target that made it (android, ios...)."""
+    runtime: str = "onnxruntime"
+    format: str = "onnx"
+    precision: str = ""
+    not_validated_reason: str | None = None
+    """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers, no gates."""
+
+
+ArtifactResult = VariantResult
+"""Every artifact is described the same way; platform artifacts live in ``ModelResult.artifacts``."""
 
 
 class VariantFailure(_Frozen):
@@ -171,6 +187,8 @@ class ModelResult(_Frozen):
     """What the numbers were measured on: image count, pair count, threshold, data notes."""
     reference: VariantResult
     variants: list[VariantResult]
+    artifacts: list[VariantResult] = []
+    """Artifacts platform targets made from the variants (one table per platform in the report)."""
     failed: list[VariantFailure] = []
     """Configured variants that could not be built or validated (they are not in the bundle)."""
     primary_output: str = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from packager.config import GatesSpec, OutputSpec
+from packager.report.tables import GATE_TABLE_HEADER, failure_messages, format_gate_table
 from packager.results import (
     CosineStats,
     GateResult,
@@ -14,14 +15,7 @@ from packager.results import (
     VariantResult,
     Verification,
 )
-from packager.validate.gates import (
-    GATE_TABLE_HEADER,
-    evaluate_gates,
-    failure_messages,
-    format_gate_table,
-    plan_gates,
-    worst_gate,
-)
+from packager.validate.gates import evaluate_gates, plan_gates, worst_gate
 
 SPEC = GatesSpec(min_mean_cosine=0.99, max_auc_drop=0.01, max_decision_flips=0.01)
 EMBEDDING = [OutputSpec(name="emb", kind="embedding")]

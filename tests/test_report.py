@@ -1,15 +1,25 @@
-"""report.md / report.html from a hand-built BuildResult: table cells, n/a, self-contained HTML."""
+"""report.md / report.html from a hand-built BuildResult: table cells, n/a, order, self-contained HTML."""
 
 from __future__ import annotations
 
 import base64
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from packager.report import render_html, render_markdown, write_report
-from packager.report.tables import modes_table, output_tables, summary_table
+from packager.report.tables import (
+    GATE_UNITS,
+    failure_messages,
+    format_gate_table,
+    gate_row,
+    modes_table,
+    output_tables,
+    summary_table,
+)
 from packager.results import (
     BuildResult,
     CosineStats,
@@ -23,8 +33,11 @@ from packager.results import (
     VariantResult,
     Verification,
 )
+from packager.validate.gates import GATES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REF = "reference (optimizations off; QDQ in float)"
+DEFAULT = "default (this host's optimized kernels)"
 
 
 def _verification(auc: float, tar: float | None) -> Verification:
@@ -131,7 +144,7 @@ def build() -> BuildResult:
     int8 = _variant(
         "int8-qdq",
         9_800_000,
-        {"default": _mode("default", 0.9150, 0.9500, None, 0.08, 12.5),
+        {"default": _mode("default", 0.9150, 0.9500, None, 0.08, 12.0),
          "reference": _mode("reference", 0.9780, 0.9830, None, 0.025, 28.0)},
         _gates(0.9780, 0.0120, 0.025),
         calibration="percentile 99.999",
@@ -236,7 +249,7 @@ def detector() -> BuildResult:
     )
 
 
-def _row(markdown: str, first_cell: str, after: str = "### Summary") -> list[str]:
+def _row(markdown: str, first_cell: str, after: str = "## Summary") -> list[str]:
     """Cells of the first table row starting with ``first_cell`` after the heading ``after``."""
     section = markdown[markdown.index(after) :]
     for line in section.splitlines():
@@ -252,28 +265,50 @@ def _header(markdown: str, after: str) -> list[str]:
     return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
 
 
-def test_summary_header_names_the_worst_output_columns(build: BuildResult) -> None:
-    assert _header(render_markdown(build), "### Summary") == [
-        "variant", "size MB", "size ratio", "worst output", "gate metric", "value", "bar", "p50 ms", "result",
+def test_summary_header_says_which_mode_is_accuracy_and_which_is_speed(build: BuildResult) -> None:
+    assert _header(render_markdown(build), "## Summary") == [
+        "variant", "size MB", "size ratio", "worst output", "gate metric", "gate mode", "value", "bar",
+        "p50 ms (default kernels)", "latency vs FP32", "result",
     ]  # fmt: skip
 
 
 def test_summary_row_of_failing_variant_uses_its_gate_mode(build: BuildResult) -> None:
     # flips 2.5% against 1% is further from its bar than the AUC drop or the cosine: the worst gate
     assert _row(render_markdown(build), "int8-qdq") == [
-        "int8-qdq", "9.80", "0.253", "fc1", "decision flips vs FP32", "0.0250", "<= 0.0100", "28.00", "FAIL",
+        "int8-qdq", "9.80", "0.253", "fc1", "decision flips vs FP32", REF, "2.50%", "<= 1.00%", "12.00",
+        "0.60x", "FAIL",
     ]  # fmt: skip
+
+
+def test_summary_shows_speed_in_default_mode_with_ratio_to_fp32(build: BuildResult) -> None:
+    # int8-qdq runs 28 ms in the reference mode (optimizations off) against FP32's 20 ms in default:
+    # the summary must show its default-kernel 12 ms, 0.60x of FP32's default-kernel p50
+    rows = {row[0]: row for row in summary_table(build.models[0]).rows}
+    assert {name: row[8:10] for name, row in rows.items()} == {
+        "fp32": ["20.00", "1.00x"],
+        "fp16": ["19.00", "0.95x"],
+        "int8-qdq": ["12.00", "0.60x"],
+    }
+    assert "28.00" not in rows["int8-qdq"] and "30.00" not in rows["fp16"]
+
+
+def test_summary_speed_is_na_without_a_default_mode(detector: BuildResult) -> None:
+    # FP32 and fp16 were measured in the reference mode only: no speed, never the reference latency
+    rows = {row[0]: row for row in summary_table(detector.models[0]).rows}
+    assert rows["fp16"][8:10] == ["n/a", "n/a"]
+    assert rows["int8-qdq"][8:10] == ["4.00", "n/a"]  # its own default p50; no FP32 default p50 to divide by
 
 
 def test_summary_row_of_passing_variant(build: BuildResult) -> None:
     assert _row(render_markdown(build), "fp16") == [
-        "fp16", "19.35", "0.500", "fc1", "mean cosine vs FP32", "0.99998", ">= 0.99000", "30.00", "PASS",
+        "fp16", "19.35", "0.500", "fc1", "mean cosine vs FP32", REF, "0.99998", ">= 0.99000", "19.00",
+        "0.95x", "PASS",
     ]  # fmt: skip
 
 
-def test_reference_row_is_marked_baseline_not_gated(build: BuildResult) -> None:
+def test_fp32_row_is_marked_baseline_not_gated(build: BuildResult) -> None:
     assert _row(render_markdown(build), "fp32") == [
-        "fp32", "38.70", "1.000", "", "", "", "", "31.00", "baseline",
+        "fp32", "38.70", "1.000", "", "", "", "", "", "20.00", "1.00x", "baseline",
     ]  # fmt: skip
 
 
@@ -282,23 +317,34 @@ def test_embedding_output_table_has_cosines_auc_and_flips(build: BuildResult) ->
     after = "#### Output `fc1` (embedding)"
     assert _header(md, after) == ["variant", "mode", "mean cos", "min cos", "p1 cos", "AUC", "flips", "gates"]
     assert _row(md, "int8-qdq", after=after) == [
-        "int8-qdq", "reference", "0.9780", "0.9580", "0.9680", "0.9830", "2.50%", "FAIL",
+        "int8-qdq", REF, "0.9780", "0.9580", "0.9680", "0.9830", "2.50%", "FAIL",
     ]  # fmt: skip
     assert _row(md, "fp32", after=after)[-1] == "baseline"
 
 
 def test_mode_table_shows_both_ort_modes_and_marks_the_gated_one(build: BuildResult) -> None:
     md = render_markdown(build)
-    section = md[md.index("### ORT modes") : md.index("### Verification")]
-    assert _header(section, "### ORT modes") == [
-        "variant", "ORT mode", "gated", "fc1 mean cos", "fc1 AUC", "fc1 flips", "p50 ms", "p90 ms",
+    section = md[md.index("### Accuracy in both ORT modes") : md.index("### Speed")]
+    assert _header(section, "### Accuracy") == [
+        "variant", "ORT mode", "gated", "fc1 mean cos", "fc1 AUC", "fc1 flips",
     ]  # fmt: skip
     rows = [line for line in section.splitlines() if line.startswith("| int8-qdq |")]
     assert [[cell.strip() for cell in r.split("|")[2:7]] for r in rows] == [
-        ["default (x86 kernels)", "", "0.9150", "0.9500", "8.00%"],
-        ["reference (optimizations off; QDQ in float)", "yes", "0.9780", "0.9830", "2.50%"],
+        [DEFAULT, "", "0.9150", "0.9500", "8.00%"],
+        [REF, "yes", "0.9780", "0.9830", "2.50%"],
     ]
     assert "Mobile gates use the reference mode" in section
+
+
+def test_speed_table_is_default_mode_only(build: BuildResult) -> None:
+    md = render_markdown(build)
+    after = "### Speed (default kernels)"
+    assert _header(md, after) == [
+        "variant", "p50 ms", "p90 ms", "latency vs FP32", "runs", "threads", "graph optimization",
+    ]  # fmt: skip
+    assert _row(md, "int8-qdq", after=after) == ["int8-qdq", "12.00", "13.20", "0.60x", "50", "1", "all"]
+    section = md[md.index(after) : md.index("### Variants and gates")]
+    assert "28.00" not in section  # the reference-mode p50 is no app's speed
 
 
 def test_unmeasurable_tar_renders_na(build: BuildResult) -> None:
@@ -308,12 +354,14 @@ def test_unmeasurable_tar_renders_na(build: BuildResult) -> None:
 
 def test_failed_gate_detail_shows_value_bar_and_result(build: BuildResult) -> None:
     md = render_markdown(build)
-    after = "### Variant `int8-qdq`"
+    after = "#### Variant `int8-qdq`"
     assert _header(md, after) == ["output", "gate", "metric", "mode", "value", "bar", "result"]
-    row = ["fc1", "min_mean_cosine", "mean cosine vs FP32", "reference", "0.9780", ">= 0.9900", "FAIL"]
+    row = ["fc1", "min_mean_cosine", "mean cosine vs FP32", REF, "0.9780", ">= 0.9900", "FAIL"]
     assert _row(md, "fc1", after=after) == row
     section = md[md.index(after) :]
-    assert "| fc1 | max_auc_drop | AUC drop vs FP32 | reference | 0.0120 | <= 0.0100 | FAIL |" in section
+    assert f"| fc1 | max_auc_drop | AUC drop vs FP32 | {REF} | 0.0120 | <= 0.0100 | FAIL |" in section
+    flips = f"| fc1 | max_decision_flips | decision flips vs FP32 | {REF} | 2.50% | <= 1.00% | FAIL |"
+    assert flips in section
 
 
 def test_variant_details_are_listed_as_literal_code(build: BuildResult) -> None:
@@ -326,10 +374,11 @@ def test_pipes_in_table_cells_are_escaped(build: BuildResult) -> None:
     assert "| onnx | `1.19\\|local` |" in render_markdown(piped)
 
 
-def test_reference_section_lists_its_details_without_a_verdict(build: BuildResult) -> None:
+def test_fp32_baseline_section_lists_its_details_without_a_verdict(build: BuildResult) -> None:
     md = render_markdown(build)
-    section = md[md.index("### Reference `fp32`") : md.index("### Variant `fp16`")]
+    section = md[md.index("#### FP32 baseline `fp32`") : md.index("#### Variant `fp16`")]
     assert "- opset_upgraded: `11 -> 13`" in section
+    assert f"- measured in: `{DEFAULT} and {REF}`" in section
     assert "PASS" not in section and "No gates apply" not in section
 
 
@@ -378,7 +427,7 @@ def test_model_without_pairs_says_so_and_has_no_plot(build: BuildResult) -> None
     md = render_markdown(no_pairs)
     verification = md[md.index("### Verification") :]
     assert "No evaluation pairs: verification metrics not measured (no gate judged them)." in verification
-    assert "| fp32 |" not in verification.split("### Reference")[0]
+    assert "| fp32 |" not in verification.split("### Model details")[0]
     header = ["variant", "mode", "mean cos", "min cos", "p1 cos", "gates"]  # no AUC, no flips
     assert _header(md, "#### Output `fc1` (embedding)") == header
     assert "- pairs: `none (no evaluation pairs)`" in md
@@ -416,12 +465,13 @@ def test_findings_list_failed_variants_recipe_findings_and_optimization_fallback
     findings = markdown[markdown.index("### Findings") : markdown.index("### Failed variants")]
     assert "- mixed was not built (optional): quantizer crashed" in findings
     assert "- fp16: weight v of bn holds 1e+08" in findings
-    assert "fp16 (default mode) ran at onnxruntime graph optimization level 'extended'" in findings
+    assert f"fp16 ran in ORT mode {DEFAULT} at onnxruntime graph optimization level 'extended'" in findings
     assert _row(markdown, "mixed", after="### Failed variants") == [
         "mixed", "optional", "calibrate[face_embedder]", "quantizer crashed"
     ]  # fmt: skip
     assert _row(markdown, "mixed") == [
-        "mixed", "", "", "(not built)", "calibrate[face_embedder] failed", "", "", "", "FAILED (optional)"
+        "mixed", "", "", "(not built)", "calibrate[face_embedder] failed", "", "", "", "", "",
+        "FAILED (optional)",
     ]  # fmt: skip
     assert "- primary output: `fc1`" in markdown
     assert "- outputs: `fc1 float32 [1, 128] (embedding)`" in markdown
@@ -445,14 +495,14 @@ def test_detector_shows_every_output_with_its_kinds_columns(detector: BuildResul
         "gates",
     ]  # fmt: skip
     assert _row(md, "fp16", after=heatmap) == [
-        "fp16", "reference", "62.50", "56.50", "72.50", "3e-05", "0.02", "0.99999", "1.0000", "PASS",
+        "fp16", REF, "62.50", "56.50", "72.50", "3e-05", "0.02", "0.99999", "1.0000", "PASS",
     ]  # fmt: skip
     boxes = "#### Output `boxes` (generic)"
     assert _header(md, boxes) == ["variant", "mode", "mean cos", "min cos", "SQNR dB", "max abs", "gates"]
-    row = ["int8-qdq", "reference", "0.9500", "0.9300", "12.00", "0.5", "FAIL"]
+    row = ["int8-qdq", REF, "0.9500", "0.9300", "12.00", "0.5", "FAIL"]
     assert _row(md, "int8-qdq", after=boxes) == row
-    assert _header(md, "### ORT modes") == [
-        "variant", "ORT mode", "gated", "heatmap SQNR dB", "boxes mean cos", "p50 ms", "p90 ms",
+    assert _header(md, "### Accuracy in both ORT modes") == [
+        "variant", "ORT mode", "gated", "heatmap SQNR dB", "boxes mean cos",
     ]  # fmt: skip
     assert "- outputs: `heatmap float32 [1, 1, 16, 16] (dense); boxes float32 [1, 4, 16, 16] (generic)`" in md
     assert "AUC" not in md and "flips" not in md
@@ -462,16 +512,16 @@ def test_summary_worst_output_is_the_failing_one(detector: BuildResult) -> None:
     summary = summary_table(detector.models[0])
     rows = {row[0]: row for row in summary.rows}
     # the heatmap's gates come first and pass; the boxes' cosine fails and is what the summary shows
-    assert rows["int8-qdq"][3:7] == ["boxes", "mean cosine vs FP32", "0.9500", ">= 0.9900"]
+    assert rows["int8-qdq"][3:8] == ["boxes", "mean cosine vs FP32", REF, "0.9500", ">= 0.9900"]
     assert rows["int8-qdq"][-1] == "FAIL"
     # all pass: the one with the least margin (boxes' cosine 0.99999 vs 0.99 beats SQNR 62.5 vs 30)
-    assert rows["fp16"][3:7] == ["boxes", "mean cosine vs FP32", "0.99999", ">= 0.99000"]
+    assert rows["fp16"][3:8] == ["boxes", "mean cosine vs FP32", REF, "0.99999", ">= 0.99000"]
     assert _row(render_markdown(detector), "int8-qdq") == ["int8-qdq", *rows["int8-qdq"][1:]]
 
 
 def test_no_pairs_report_says_verification_was_not_measured(detector: BuildResult) -> None:
     md = render_markdown(detector)
-    verification = md[md.index("### Verification") : md.index("### Reference")]
+    verification = md[md.index("### Verification") : md.index("### Model details")]
     assert "No evaluation pairs: verification metrics not measured (no gate judged them)." in verification
     assert "|" not in verification
     assert "- pairs: `none (no evaluation pairs)`" in md
@@ -486,7 +536,7 @@ def test_cli_prints_the_report_summary_table(
 
     from packager import cli
 
-    monkeypatch.setattr(cli, "console", Console(width=200, highlight=False))  # no wrapped cells
+    monkeypatch.setattr(cli, "console", Console(width=260, highlight=False))  # no wrapped cells
 
     failure = VariantFailure(variant="mixed", step="quantize[face_embedder:mixed]", error="x", optional=False)
     failed = build.model_copy(update={"models": [build.models[0].model_copy(update={"failed": [failure]})]})
@@ -498,7 +548,7 @@ def test_cli_prints_the_report_summary_table(
     assert "quantize[face_embedder:mixed] failed" in failed_line and "FAILED (required)" in failed_line
     gate_line = next(line for line in out.splitlines() if "max_auc_drop" in line and "int8-qdq" in line)
     assert [c.strip() for c in gate_line.split("│")[1:-1]] == [
-        "int8-qdq", "fc1", "max_auc_drop", "AUC drop vs FP32", "reference", "0.0120", "<= 0.0100", "FAIL",
+        "int8-qdq", "fc1", "max_auc_drop", "AUC drop vs FP32", REF, "0.0120", "<= 0.0100", "FAIL",
     ]  # fmt: skip
 
 
@@ -525,5 +575,125 @@ def test_classification_output_shows_agreement_and_kl(detector: BuildResult) -> 
     header = ["variant", "mode", "top-1 agreement", "top-5 agreement", "KL (nats)", "gates"]
     assert table.table.header == header
     # top-5 of fewer than five classes is not measured: n/a, never a made-up 1.0
-    assert table.table.rows[1] == ["int8-qdq", "reference", "0.9850", "n/a", "0.0012", "no gates"]
+    assert table.table.rows[1] == ["int8-qdq", REF, "98.50%", "n/a", "0.0012", "no gates"]
     assert modes_table(classifier).header[3] == "scores top-1 agreement"
+
+
+def test_report_reads_like_a_model_card_verdict_and_summary_first(build: BuildResult) -> None:
+    failure = VariantFailure(variant="mixed", step="quantize[face_embedder:mixed]", error="x", optional=True)
+    model = build.models[0].model_copy(update={"failed": [failure]})
+    result = build.model_copy(update={"models": [model]})
+    md = render_markdown(result)
+    order = [
+        "**Result: FAIL**", "## Summary", "### Findings", "### Failed variants", "### Outputs",
+        "### Variants and gates", "### Verification", "### Model details", "Preprocessing (what the app",
+        "Evaluation data:", "## Notes", "## Tool versions", "## Host",
+    ]  # fmt: skip
+    positions = [md.index(heading) for heading in order]
+    assert positions == sorted(positions)
+    assert md.index("| int8-qdq | 9.80 |") < md.index("### Findings")  # the summary table itself
+    html = render_html(result)
+    order = [
+        'class="verdict fail"', "<h2>Summary</h2>", "<h3>Findings</h3>", "<h3>Outputs</h3>",
+        "<h3>Variants and gates</h3>", "<h3>Verification</h3>", "<h3>Model details</h3>",
+        "<h2>Tool versions</h2>", "<h2>Host</h2>",
+    ]  # fmt: skip
+    positions = [html.index(heading) for heading in order]
+    assert positions == sorted(positions)
+
+
+def test_reference_in_report_text_is_only_the_ort_mode_with_its_explanation(build: BuildResult) -> None:
+    md = render_markdown(build)
+    explained = re.compile(r"reference( mode)? \(optimizations off; QDQ in float\)")
+    for match in re.finditer(r"(?i)\breference\b", md):
+        assert explained.match(md, match.start()), md[match.start() - 40 : match.end() + 40]
+    assert "FP32 baseline" in md
+
+
+def _gate_result(name: str, metric: str, value: float | None, bar: float, comparison: str) -> GateResult:
+    return _gate("out", name, metric, value, bar, comparison) if value is not None else GateResult(
+        output="out", name=name, metric=metric, value=None, bar=bar, comparison=comparison, mode="reference",
+        passed=False,
+    )  # fmt: skip
+
+
+def test_sqnr_gate_prints_decibels_with_two_decimals() -> None:
+    row = gate_row(_gate_result("min_sqnr_db", "SQNR vs FP32 (dB)", 62.5, 30.0, ">="), "fp16")
+    assert row[5:] == ["62.50 dB", ">= 30.00 dB", "PASS"]
+    assert row[4] == REF
+    # 29.999 dB against 30 must not read "30.00 dB >= 30.00 dB: FAIL"
+    failing = _gate_result("min_sqnr_db", "SQNR vs FP32 (dB)", 29.999, 30.0, ">=")
+    assert gate_row(failing)[5:7] == ["29.999 dB", ">= 30.000 dB"]
+    (message,) = failure_messages("int8-qdq", [failing])
+    assert message == (
+        "int8-qdq [out]: SQNR vs FP32 (dB) is 29.999 dB, needs >= 30.000 dB "
+        "(reference mode: optimizations off; QDQ in float)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "bar", "comparison", "expected"),
+    [
+        ("min_mean_cosine", 0.9780, 0.99, ">=", ["0.9780", ">= 0.9900"]),
+        ("min_mean_cosine", 0.98996, 0.99, ">=", ["0.98996", ">= 0.99000"]),  # never "0.9900 >= 0.9900"
+        ("min_mean_cosine", 0.99998, 0.99, ">=", ["0.99998", ">= 0.99000"]),  # never "1.0000"
+        ("max_auc_drop", 0.012, 0.01, "<=", ["0.0120", "<= 0.0100"]),
+        ("max_decision_flips", 0.025, 0.01, "<=", ["2.50%", "<= 1.00%"]),
+        ("max_decision_flips", 0.010001, 0.01, "<=", ["1.0001%", "<= 1.0000%"]),
+        ("max_decision_flips", 0.00001, 0.01, "<=", ["0.001%", "<= 1.000%"]),  # one flip is not "0.00%"
+        ("min_top1_agreement", 0.99999, 0.99, ">=", ["99.999%", ">= 99.000%"]),  # not "100.00%"
+        ("max_kl_divergence", 0.0012, 0.01, "<=", ["0.0012 nats", "<= 0.01 nats"]),
+        ("min_mask_iou", 0.93, 0.9, ">=", ["0.9300", ">= 0.9000"]),
+        ("task:label_match", 0.985, 0.99, ">=", ["0.9850", ">= 0.9900"]),  # a task metric: a score
+        ("min_sqnr_db", None, 30.0, ">=", ["n/a", ">= 30.00 dB"]),
+    ],
+)
+def test_gate_values_print_in_their_metrics_unit(
+    name: str, value: float | None, bar: float, comparison: str, expected: list[str]
+) -> None:
+    assert gate_row(_gate_result(name, name, value, bar, comparison))[5:7] == expected
+
+
+def test_every_gate_has_a_unit() -> None:
+    assert sorted(GATE_UNITS) == sorted(g.name for g in GATES)
+
+
+def test_gates_module_does_not_import_the_report_package() -> None:
+    code = (
+        "import sys, packager.validate.gates; "
+        "print(sorted(m for m in sys.modules if m.startswith('packager.report')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_platform_artifacts_get_one_table_per_platform_and_their_own_sections(build: BuildResult) -> None:
+    model = build.models[0]
+    int8 = model.variants[1]
+    tflite = int8.model_copy(
+        update={"file": "android/models/face_embedder/int8.tflite", "platform": "android",
+                "runtime": "litert", "format": "tflite", "precision": "int8",
+                "modes": {"default": int8.modes["default"]}, "gate_mode": "default", "details": {}}
+    )  # fmt: skip
+    package = int8.model_copy(
+        update={"file": "ios/models/face_embedder/fp16.mlpackage", "variant": "fp16", "platform": "ios",
+                "runtime": "coreml", "format": "mlpackage", "precision": "fp16", "modes": {}, "gates": [],
+                "passed": True, "details": {}, "not_validated_reason": "Core ML prediction needs macOS"}
+    )  # fmt: skip
+    with_artifacts = model.model_copy(update={"artifacts": [tflite, package]})
+    md = render_markdown(build.model_copy(update={"models": [with_artifacts]}))
+    summary = md[: md.index("\n## Model `face_embedder`")]
+    assert _header(summary, "#### Platform `android`") == [
+        "artifact", "variant", "runtime", "format", "precision", "size MB", "size ratio", "worst output",
+        "gate metric", "gate mode", "value", "bar", "p50 ms (default mode)", "result",
+    ]  # fmt: skip
+    assert _row(summary, "android/models/face_embedder/int8.tflite", after="#### Platform `android`") == [
+        "android/models/face_embedder/int8.tflite", "int8-qdq", "litert", "tflite", "int8", "9.80", "0.253",
+        "fc1", "decision flips vs FP32", REF, "2.50%", "<= 1.00%", "12.00", "FAIL",
+    ]  # fmt: skip
+    ios = _row(summary, "ios/models/face_embedder/fp16.mlpackage", after="#### Platform `ios`")
+    assert ios[7:9] == ["(not validated)", "Core ML prediction needs macOS"] and ios[-1] == "not validated"
+    assert "#### Artifact `ios/models/face_embedder/fp16.mlpackage`: not validated" in md
+    assert "Not validated on this host: Core ML prediction needs macOS." in md
+    rows = format_gate_table([int8, tflite])  # what the CLI prints: an artifact is named by its file
+    assert {row[0] for row in rows} == {"int8-qdq", "android/models/face_embedder/int8.tflite"}

@@ -1,7 +1,9 @@
-"""Host runners: an artifact ORT's optimizer cannot load runs at the highest level that works."""
+"""Host runners: an artifact ORT's optimizer cannot load runs at the highest level that works; the
+runner is chosen by the artifact's format, and a format this host cannot run says why."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from packager.errors import ConversionError, StepError
+from packager.validate.evaluate import EvaluationData, LatencySettings, OutputPlan, evaluate
+from packager.validate.formats import NotRunnable, cannot_run_here, runner_for
 from packager.validate.runners import OrtRunner
 
 
@@ -116,3 +120,84 @@ def test_an_unknown_output_name_is_an_error_not_the_first_output(tmp_path: Path)
     onnx.save(_layer_norms(1), str(path))
     with pytest.raises(StepError, match=r"no output 'embedding' \(outputs: r0\).*output\.name"):
         OrtRunner(path, output="embedding")
+
+
+def _ort_file(source: Path) -> Path:
+    """``source`` converted the way the mobile targets do (DESIGN §5.9): a real .ort file."""
+    import subprocess
+
+    out = source.parent / "ort"
+    tool = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort"]
+    subprocess.run(
+        [*tool, str(source), "--output_dir", str(out), "--target_platform", "arm"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out / f"{source.stem}.ort"
+
+
+def test_runner_for_an_onnx_file_is_onnxruntime_in_both_modes(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_layer_norms(1), str(path))
+    for mode in ("default", "reference"):
+        runner = runner_for(path, mode, threads=1, label="fp32 of model m")
+        assert isinstance(runner, OrtRunner) and runner.modes == ("default", "reference")
+        assert runner.label == "fp32 of model m"
+
+
+def test_an_ort_file_runs_in_onnxruntime_like_its_source_in_default_mode_only(tmp_path: Path) -> None:
+    source = tmp_path / "m.onnx"
+    onnx.save(_layer_norms(2), str(source))
+    path = _ort_file(source)
+    x = np.random.default_rng(1).normal(0, 1, (3, 8, 16)).astype(np.float32)
+    runner = runner_for(path, "default", threads=1, label="ort of model m")
+    assert isinstance(runner, OrtRunner) and runner.modes == ("default",)
+    found, expected = runner.run_all(x), OrtRunner(source).run_all(x)
+    assert list(found) == list(expected)
+    np.testing.assert_allclose(found["r1"], expected["r1"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(StepError, match=r"\.ort artifacts have no 'reference' mode"):
+        runner_for(path, "reference", threads=1, label="ort of model m")
+
+
+def test_evaluate_skips_the_modes_an_artifacts_format_does_not_have(tmp_path: Path) -> None:
+    source = tmp_path / "m.onnx"
+    onnx.save(_layer_norms(1), str(source))
+    x = np.random.default_rng(2).normal(0, 1, (3, 8, 16)).astype(np.float32)
+    data = EvaluationData(x, None, None, OrtRunner(source).run_all(x), None)
+    results, outputs = evaluate(
+        _ort_file(source),
+        ("default", "reference"),
+        [OutputPlan("r0")],
+        data,
+        LatencySettings(runs=2, warmup=1, threads=1),
+        lambda *_: None,
+    )
+    assert list(results) == ["default"] and outputs["r0"].shape == (3, 8, 16)
+    assert results["default"].output("r0").cosine.min > 0.9999
+
+
+def test_an_mlpackage_is_not_validated_on_linux_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "fp16.mlpackage"
+    path.mkdir()
+    reason = "Core ML prediction needs macOS (coremltools cannot run .mlpackage on Linux)"
+    assert cannot_run_here(path, platform="linux") == reason
+    assert "no Core ML runner yet" in (cannot_run_here(path, platform="darwin") or "")
+    if sys.platform == "linux":
+        with pytest.raises(NotRunnable) as err:
+            runner_for(path, "default", threads=1, label="coreml of model m")
+        assert err.value.not_validated_reason == reason and "coreml of model m" in str(err.value)
+
+
+def test_an_unknown_format_is_not_runnable_and_names_the_runnable_ones(tmp_path: Path) -> None:
+    reason = cannot_run_here(tmp_path / "model.pt")
+    assert reason is not None and "'.pt'" in reason and ".onnx, .ort, .tflite" in reason
+    with pytest.raises(NotRunnable):
+        evaluate(
+            tmp_path / "model.pt",
+            ("default",),
+            [OutputPlan("y")],
+            EvaluationData(np.zeros((1, 4), np.float32), None, None, None, None),
+            LatencySettings(runs=1, warmup=0, threads=1),
+            lambda *_: None,
+        )

@@ -46,6 +46,19 @@ class Recipe:
 
 _RECIPES: dict[str, Recipe] = {}
 
+PRECISIONS: dict[str, str] = {
+    "fp32": "fp32",
+    "fp16": "fp16",
+    "int8-dynamic": "int8 weights, float activations",
+    "int8-qdq": "int8",
+    "mixed": "int8 + float",
+}
+"""What an artifact computes in, by variant: the manifest's ``precision`` field."""
+
+
+def precision_of(variant: str) -> str:
+    return PRECISIONS.get(variant, variant)
+
 
 def register(
     name: str,

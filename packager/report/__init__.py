@@ -1,8 +1,9 @@
 """The human-readable build report: report.md for review in a PR, report.html with ROC plots.
 
 Both are rendered from a ``BuildResult`` alone, so a stored results.json regenerates them exactly.
-The renderer is loaded on first use: ``packager.report.format`` is imported by the gates and the CLI,
-which must not pay for (or cycle through) jinja2 and the templates.
+The renderer is loaded on first use: ``packager.report.tables`` (the summary and gate tables, the
+gate failure messages) is imported by the CLI and the pipeline, which must not pay for jinja2 and the
+templates.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 All choices about what a cell says live here and in :mod:`packager.report.tables` (the metric
 tables, which the CLI prints too), so report.md, report.html and the terminal cannot disagree and
 the templates stay layout only.
+
+Words: "FP32" or "baseline" is the float model every variant is compared with; "reference" is only
+ever the ORT mode, written with what it means (``tables.MODE_LABELS``).
 """
 
 from __future__ import annotations
@@ -10,10 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from packager.report import format as fmt
+from packager.report.platforms import NOT_VALIDATED, PlatformTable, platform_tables
 from packager.report.tables import (
+    GATE_TABLE_HEADER,
+    SPEED_MODE,
     OutputTable,
     Table,
     all_variants,
+    artifact_label,
+    gate_row,
+    latency_table,
+    mode_label,
     mode_order,
     modes_table,
     output_tables,
@@ -22,27 +32,47 @@ from packager.report.tables import (
     verification_tables,
 )
 from packager.results import BuildResult, IOInfo, ModelResult, VariantResult
-from packager.validate.gates import GATE_TABLE_HEADER, gate_row
 
+SUMMARY_NOTE = (
+    "Accuracy is each variant's worst output in its gate mode, the mode its release gates judge: the "
+    "output whose gate is closest to failing (a failing one first), with that gate's metric, value and "
+    "bar; every gate is under Variants and gates. Speed is p50 in the default mode, ONNX Runtime's "
+    "optimized kernels on this host (what an app runs), and that p50 over FP32's: below 1.00x is faster. "
+    "Sizes in MB (10^6 bytes), size ratio to FP32."
+)
 MODES_NOTE = (
-    "Mobile gates use the reference mode: ONNX Runtime with graph optimizations disabled, so every "
-    "QuantizeLinear/DequantizeLinear pair is computed in float, which is the arithmetic ARM INT8 kernels "
-    "follow. The default mode runs this host's optimized x86 INT8 kernels; on CPUs without VNNI their U8S8 "
-    "path can saturate 16-bit intermediate sums, so accuracy there can be far below what a phone gets. "
-    "Default-mode numbers are shown for information and never gated. Latency in the reference mode runs "
-    "without graph optimizations: compare speed in the default mode."
+    "Mobile gates use the reference mode (optimizations off; QDQ in float): ONNX Runtime with graph "
+    "optimizations disabled, so every QuantizeLinear/DequantizeLinear pair is computed in float, which is "
+    "the arithmetic ARM INT8 kernels follow. The default mode runs this host's optimized INT8 kernels; on "
+    "x86 CPUs without VNNI their U8S8 path can saturate 16-bit intermediate sums, so accuracy there can be "
+    "far below what a phone gets. Default-mode accuracy is shown for information and never gated."
+)
+SPEED_NOTE = (
+    f"Latency in the {SPEED_MODE} mode only, on this host with onnxruntime on CPU, every artifact with "
+    "the same thread count: it ranks the variants, it is not a phone's latency. Latency in the reference "
+    "mode (optimizations off; QDQ in float) is in results.json: without graph optimizations it measures "
+    "no app's speed."
 )
 
 
 @dataclass(frozen=True)
 class VariantView:
+    """FP32, a variant or a platform artifact: its file facts, every gate and its details."""
+
+    title: str
+    """"FP32 baseline", "Variant" or "Artifact"."""
     name: str
-    is_reference: bool
-    passed: bool
-    gate_mode: str
+    verdict: str | None
+    """PASS, FAIL or "not validated"; None for FP32, which is never gated."""
     facts: list[tuple[str, str]]
     gates: Table
+    no_gates: str | None
+    """Said instead of an empty gates table (never for FP32)."""
     details: list[tuple[str, str]]
+
+    @property
+    def verdict_class(self) -> str:
+        return {"PASS": "pass", "FAIL": "fail"}.get(self.verdict or "", "na")
 
 
 @dataclass(frozen=True)
@@ -52,14 +82,19 @@ class ModelView:
     preprocessing: list[tuple[str, str]]
     evaluation: list[tuple[str, str]]
     summary: Table
-    """One row per variant with its worst output against its gate (``tables.summary_table``)."""
+    """One row per variant: its worst output against its gate, and its speed (``tables.summary_table``)."""
     outputs: list[OutputTable]
     """Every output, by kind: each variant in its gate mode."""
     modes: Table
+    latency: Table
+    """Every variant's host latency in the default mode (``tables.latency_table``)."""
     verification: list[OutputTable]
     """Embedding outputs with verification metrics; empty without pairs (see ``verification_note``)."""
     verification_note: str | None
     variants: list[VariantView]
+    """FP32, the variants, then the platform artifacts."""
+    platforms: list[PlatformTable] = field(default_factory=list)
+    """One table per platform target's artifacts (``platforms.platform_tables``)."""
     findings: list[str] = field(default_factory=list)
     """Statements a release engineer must read: failed variants, values a converter clamped, nodes
     kept in float and why, an optimization level the app must use."""
@@ -79,21 +114,39 @@ class ReportView:
     host: list[tuple[str, str]]
     notes: list[str]
     modes_note: str
+    summary_note: str = SUMMARY_NOTE
+    speed_note: str = SPEED_NOTE
     models: list[ModelView] = field(default_factory=list)
 
 
-def _variant_view(variant: VariantResult, is_reference: bool) -> VariantView:
+def _variant_view(variant: VariantResult, is_baseline: bool) -> VariantView:
     facts = [
         ("file", variant.file),
         ("sha256", variant.sha256),
         ("size", f"{variant.size_bytes} bytes ({fmt.megabytes(variant.size_bytes)} MB)"),
-        ("gate mode", variant.gate_mode),
     ]
+    artifact = variant.platform != "any"
+    if artifact:
+        facts += [
+            ("platform", variant.platform),
+            ("runtime", f"{variant.runtime} ({variant.format}, {variant.precision or fmt.NA})"),
+        ]
+    if variant.not_validated_reason is not None:
+        facts.append(("not validated", variant.not_validated_reason))
+    elif is_baseline:
+        facts.append(("measured in", " and ".join(mode_label(m) for m in mode_order(variant.modes))))
+    else:
+        facts.append(("gate mode", mode_label(variant.gate_mode)))
     gates = Table(list(GATE_TABLE_HEADER[1:]), [gate_row(gate)[1:] for gate in variant.gates])
     details = [(key, fmt.detail(value)) for key, value in variant.details.items()]
-    return VariantView(
-        variant.variant, is_reference, variant.passed, variant.gate_mode, facts, gates, details
-    )
+    if is_baseline:
+        return VariantView("FP32 baseline", variant.variant, None, facts, gates, None, details)
+    if variant.not_validated_reason is not None:
+        verdict, no_gates = NOT_VALIDATED, f"Not validated on this host: {variant.not_validated_reason}."
+    else:
+        verdict, no_gates = fmt.verdict(variant.passed), "No gates apply."
+    title, name = ("Artifact", variant.file) if artifact else ("Variant", variant.variant)
+    return VariantView(title, name, verdict, facts, gates, no_gates, details)
 
 
 def _io(items: list[IOInfo], kinds: dict[str, str] | None = None) -> str:
@@ -160,15 +213,17 @@ def _findings(model: ModelResult) -> list[str]:
         f"{f.variant} was not built ({'optional' if f.optional else 'required'}): {f.error}"
         for f in model.failed
     ]
-    for variant, _ in all_variants(model):
+    for variant in [v for v, _ in all_variants(model)] + model.artifacts:
+        label = artifact_label(variant)
         raw = variant.details.get("findings", [])
-        found += [f"{variant.variant}: {item}" for item in (raw if isinstance(raw, list) else [raw])]
+        found += [f"{label}: {item}" for item in (raw if isinstance(raw, list) else [raw])]
         for mode in mode_order(variant.modes):
             m = variant.modes[mode]
             if m.optimization_fallback:
                 found.append(
-                    f"{variant.variant} ({mode} mode) ran at onnxruntime graph optimization level "
-                    f"{m.optimization_level!r}: {m.optimization_fallback}. The app must set the same level."
+                    f"{label} ran in ORT mode {mode_label(mode)} at onnxruntime graph "
+                    f"optimization level {m.optimization_level!r}: {m.optimization_fallback}. "
+                    "The app must set the same level."
                 )
     return found
 
@@ -199,9 +254,12 @@ def model_view(model: ModelResult) -> ModelView:
         summary=summary_table(model),
         outputs=output_tables(model),
         modes=modes_table(model),
+        latency=latency_table(model),
         verification=verification,
         verification_note=None if verification else verification_note(model),
-        variants=[_variant_view(v, is_reference) for v, is_reference in all_variants(model)],
+        variants=[_variant_view(v, is_baseline) for v, is_baseline in all_variants(model)]
+        + [_variant_view(a, False) for a in model.artifacts],
+        platforms=platform_tables(model),
         findings=_findings(model),
         failures=_failures(model),
     )

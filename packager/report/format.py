@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 NA = "n/a"
 MEGABYTE = 1_000_000
@@ -22,6 +23,7 @@ def _fixed(value: float, digits: int) -> str:
 
 
 EXACT_TOLERANCE = 1e-9
+"""A value this close to an exact landmark (a cosine of FP32 against itself) is that landmark."""
 
 
 def number(value: float | None, digits: int = 4) -> str:
@@ -32,26 +34,78 @@ def number(value: float | None, digits: int = 4) -> str:
     return _fixed(value, digits)
 
 
-def score(value: float | None, digits: int = 4) -> str:
-    """Cosine or AUC: like ``number``, with extra digits so a value below 1 never prints as 1.0000.
+@dataclass(frozen=True)
+class Unit:
+    """How one metric's numbers print, alone or against a bar: never two unequal numbers as one.
 
-    FP16 variants sit at 0.99998; "1.0000" would claim they are exact.
+    Digits grow past ``digits`` until a value differs in print from its bar (a reader must not see
+    "0.9900 >= 0.9900: FAIL" for a mean cosine of 0.98996) and from each of ``exact`` it is not (a
+    cosine of 0.99998 is not "1.0000"; one flip in 10^5 pairs is not "0.00%").
     """
-    if value is None or not math.isfinite(value):
-        return number(value, digits)
-    if abs(value - 1.0) < EXACT_TOLERANCE:
-        return _fixed(1.0, digits)  # float rounding of an exact match, e.g. FP32 against itself
-    return against(value, value, digits)[0]
+
+    digits: int
+    """Decimals, or significant digits when ``significant``: the least a number gets."""
+    suffix: str = ""
+    """Written after every finite number: "%" for shares, " dB" where no header names the unit."""
+    scale: float = 1.0
+    """100 for shares printed as percent."""
+    significant: bool = False
+    """For errors that may be tiny (3e-05): significant digits instead of decimals."""
+    exact: tuple[float, ...] = ()
+    """Landmarks a different value must never print as (1 for cosines, 0 and 1 for shares)."""
+
+    def _plain(self, value: float, digits: int) -> str:
+        scaled = value * self.scale
+        return f"{scaled:.{digits}g}" if self.significant else _fixed(scaled, digits)
+
+    def _ambiguous(self, value: float, bar: float, digits: int) -> bool:
+        text = self._plain(value, digits)
+        if value != bar and text == self._plain(bar, digits):
+            return True
+        return any(abs(value - e) > EXACT_TOLERANCE and text == self._plain(e, digits) for e in self.exact)
+
+    def pair(self, value: float | None, bar: float) -> tuple[str, str]:
+        """``(value, bar)`` as text, with the same digits, enough that they never look equal unless equal."""
+        if value is None or not math.isfinite(value):
+            return number(value), self._plain(bar, self.digits) + self.suffix
+        digits, most = self.digits, 17 if self.significant else 12
+        while digits < most and self._ambiguous(value, bar, digits):
+            digits += 1
+        return self._plain(value, digits) + self.suffix, self._plain(bar, digits) + self.suffix
+
+    def text(self, value: float | None) -> str:
+        """One value alone (a table cell): ``n/a`` when missing, never printed as a landmark it is not."""
+        if value is None or not math.isfinite(value):
+            return number(value)
+        return self.pair(value, value)[0]
 
 
-def percent(share: float | None, digits: int = 2) -> str:
-    """A share (0.0123) as a percentage ("1.23%"): how app teams talk about flips."""
-    return NA if share is None else f"{number(share * 100.0, digits)}%"
+SCORE = Unit(4, exact=(1.0,))
+"""Cosine, AUC, mask IoU: 0.99998 (an FP16 variant) never prints as 1.0000, which would claim exact."""
+DIFFERENCE = Unit(4, exact=(0.0,))
+"""A difference of scores (AUC drop): a drop that is not zero never prints as 0.0000."""
+SHARE = Unit(2, suffix="%", scale=100.0, exact=(0.0, 1.0))
+"""A share of inputs or pairs (decision flips, top-1 agreement) as a percentage: how app teams talk."""
+DECIBELS = Unit(2)
+"""SQNR/PSNR in a column headed "dB": two decimals are finer than any gate bar."""
+DB = Unit(2, suffix=" dB")
+"""SQNR where no header names the unit (a gate's value and bar)."""
+NATS = Unit(3, suffix=" nats", significant=True, exact=(0.0,))
+"""KL divergence of a gate: may be tiny, so significant digits."""
+
+
+def score(value: float | None) -> str:
+    """Cosine or AUC (:data:`SCORE`)."""
+    return SCORE.text(value)
+
+
+def percent(share: float | None) -> str:
+    """A share (0.0123) as a percentage ("1.23%", :data:`SHARE`)."""
+    return SHARE.text(share)
 
 
 def decibels(value: float | None) -> str:
-    """SQNR/PSNR: two decimals are finer than any gate bar."""
-    return number(value, 2)
+    return DECIBELS.text(value)
 
 
 def small(value: float | None) -> str:
@@ -70,31 +124,17 @@ def ratio(value: float | None) -> str:
     return number(value, 3)
 
 
+def times(value: float | None) -> str:
+    """A latency ratio ("0.63x"): below 1.00x is faster than the baseline."""
+    return NA if value is None or not math.isfinite(value) else f"{_fixed(value, 2)}x"
+
+
 def millis(value: float | None) -> str:
     return number(value, 2)
 
 
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
-
-
-def against(value: float | None, bar: float, digits: int = 4) -> tuple[str, str]:
-    """``(value, bar)`` with enough digits that a value unequal to its bar never prints equal to it.
-
-    Otherwise a reader sees "0.9900 >= 0.9900: FAIL" for a mean cosine of 0.98996. For the same
-    reason a value just below 1 (a cosine of 0.99998) gets the digits to not print as 1.0000.
-    """
-    if value is None or not math.isfinite(value):
-        return number(value, digits), _fixed(bar, digits)
-
-    def ambiguous(d: int) -> bool:
-        looks_like_bar = value != bar and _fixed(value, d) == _fixed(bar, d)
-        looks_like_one = value < 1.0 and _fixed(value, d) == _fixed(1.0, d)
-        return looks_like_bar or looks_like_one
-
-    while digits < 12 and ambiguous(digits):
-        digits += 1
-    return _fixed(value, digits), _fixed(bar, digits)
 
 
 def detail(value: object) -> str:

@@ -1,8 +1,7 @@
-"""Render report.md and report.html from the Jinja2 templates in ``<repo>/templates/report``.
+"""Render report.md and report.html from the Jinja2 templates in ``templates/report``.
 
 The templates live beside the other code templates (kotlin/, swift/...) so that one folder holds
-everything generated as text; the package is installed editable, so the repository root is found
-from this file's location.
+everything generated as text; ``packager.resources`` finds that folder wherever packager is installed.
 """
 
 from __future__ import annotations
@@ -13,26 +12,20 @@ from pathlib import Path
 
 import jinja2
 
-from packager.errors import OutputError, StepError
+from packager.errors import OutputError
 from packager.report import format as fmt
 from packager.report.context import ReportView, report_view
 from packager.report.plots import data_uri, roc_png
+from packager.resources import template_loader
 from packager.results import BuildResult
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "report"
 MARKDOWN_TEMPLATE = "report.md.j2"
 HTML_TEMPLATE = "report.html.j2"
 
 
 def _environment() -> jinja2.Environment:
-    if not (TEMPLATE_DIR / MARKDOWN_TEMPLATE).is_file():
-        raise StepError(
-            "report",
-            f"report templates not found in {TEMPLATE_DIR}",
-            "install packager from its repository (pip install -e .) so templates/ is next to the package",
-        )
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=template_loader("report"),
         autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,24 +1,35 @@
-"""The metric tables of one model, as strings: summary, outputs by kind, ORT modes, verification.
+"""The metric tables of one model, as strings: summary, gates, outputs by kind, ORT modes, speed,
+verification.
 
 Both report templates and the CLI render these, so a cell says the same thing everywhere. Which
 columns an output gets is data (:data:`KIND_COLUMNS`, :data:`PRIMARY`): the metrics that mean
-something for its kind. A metric that was not measured prints ``n/a``; a column whose metric needs
-data the user did not give (pairs, a mask threshold) is left out when no row has it.
+something for its kind; how a gate's value and bar print is data too (:data:`GATE_UNITS`). A metric
+that was not measured prints ``n/a``; a column whose metric needs data the user did not give (pairs,
+a mask threshold) is left out when no row has it.
+
+Accuracy is shown in each variant's gate mode, speed always in the default mode (:data:`SPEED_MODE`):
+the reference mode turns graph optimizations off, so its latency is no app's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from packager.report import format as fmt
-from packager.results import ModelResult, ModeResult, OutputMetrics, VariantResult
-from packager.validate.gates import gate_row, worst_gate
+from packager.results import GateResult, ModelResult, ModeResult, OutputMetrics, VariantResult
+from packager.validate.gates import worst_gate
 
-MODE_LABELS: dict[str, str] = {
-    "default": "default (x86 kernels)",
-    "reference": "reference (optimizations off; QDQ in float)",
+MODE_EXPLANATIONS: dict[str, str] = {
+    "default": "this host's optimized kernels",
+    "reference": "optimizations off; QDQ in float",
 }
+"""What each ORT mode is, written wherever the mode is named: "reference" is a mode, never FP32."""
+MODE_LABELS: dict[str, str] = {mode: f"{mode} ({why})" for mode, why in MODE_EXPLANATIONS.items()}
+
+SPEED_MODE = "default"
+"""The mode whose latency the report shows: ORT's optimized kernels, what an app runs. The reference
+mode runs without graph optimizations, so a quantized variant there reads slower than FP32."""
 
 SUMMARY_HEADER: tuple[str, ...] = (
     "variant",
@@ -26,13 +37,35 @@ SUMMARY_HEADER: tuple[str, ...] = (
     "size ratio",
     "worst output",
     "gate metric",
+    "gate mode",
     "value",
     "bar",
-    "p50 ms",
+    f"p50 ms ({SPEED_MODE} kernels)",
+    "latency vs FP32",
     "result",
 )
+SUMMARY_LEGEND = (
+    "accuracy in each variant's gate mode; speed in the default mode (ORT's optimized kernels, what an "
+    "app runs), latency vs FP32 below 1.00x is faster"
+)
+"""One line under the summary where no report text explains it (the CLI)."""
 BASELINE = "baseline"
-"""The result cell of FP32: the reference every variant is compared with, never gated."""
+"""The result cell of FP32: the baseline every variant is compared with, never gated."""
+
+GATE_TABLE_HEADER: tuple[str, ...] = ("variant", "output", "gate", "metric", "mode", "value", "bar", "result")
+
+GATE_UNITS: dict[str, fmt.Unit] = {
+    "min_mean_cosine": fmt.SCORE,
+    "max_auc_drop": fmt.DIFFERENCE,
+    "max_decision_flips": fmt.SHARE,
+    "min_top1_agreement": fmt.SHARE,
+    "min_top5_agreement": fmt.SHARE,
+    "max_kl_divergence": fmt.NATS,
+    "min_sqnr_db": fmt.DB,
+    "min_mask_iou": fmt.SCORE,
+}
+"""How each gate of ``packager.validate.gates.GATES`` prints its value and bar; a gate not listed
+(``task:*`` gates on a task check's own metrics) prints like a score."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +102,8 @@ MIN_COS = Column("min cos", lambda o: o.cosine.min, fmt.score)
 P1_COS = Column("p1 cos", lambda o: o.cosine.p1, fmt.score)
 AUC = Column("AUC", _auc, fmt.score, needs_data=True)
 FLIPS = Column("flips", lambda o: o.decision_flips, fmt.percent, needs_data=True)
-TOP1 = Column("top-1 agreement", lambda o: o.top1_agreement, fmt.score)
-TOP5 = Column("top-5 agreement", lambda o: o.top5_agreement, fmt.score)
+TOP1 = Column("top-1 agreement", lambda o: o.top1_agreement, fmt.percent)
+TOP5 = Column("top-5 agreement", lambda o: o.top5_agreement, fmt.percent)
 KL = Column("KL (nats)", lambda o: o.kl_divergence, fmt.small)
 SQNR = Column("SQNR dB", lambda o: o.sqnr_db, fmt.decibels)
 MIN_SQNR = Column("min SQNR dB", lambda o: o.min_sqnr_db, fmt.decibels)
@@ -98,6 +131,61 @@ PRIMARY: dict[str, Column] = {
 """The one number per output in the ORT modes table: what its kind's default gate judges."""
 
 
+def mode_label(mode: str) -> str:
+    """An ORT mode with what it means, e.g. "reference (optimizations off; QDQ in float)"."""
+    return MODE_LABELS.get(mode, mode)
+
+
+def gate_values(gate: GateResult) -> tuple[str, str]:
+    """``(value, bar)`` of a gate in its metric's unit ("62.50 dB", "30.00 dB"), never printed equal
+    unless equal (:class:`packager.report.format.Unit`)."""
+    return GATE_UNITS.get(gate.name, fmt.SCORE).pair(gate.value, gate.bar)
+
+
+def gate_row(gate: GateResult, variant: str = "") -> list[str]:
+    """One table row (see ``GATE_TABLE_HEADER``)."""
+    value, bar = gate_values(gate)
+    return [
+        variant,
+        gate.output,
+        gate.name,
+        gate.metric,
+        mode_label(gate.mode),
+        value,
+        f"{gate.comparison} {bar}",
+        fmt.verdict(gate.passed),
+    ]
+
+
+def format_gate_table(variants: Sequence[VariantResult]) -> list[list[str]]:
+    """One row per gate of each variant, as plain strings for the CLI to print.
+
+    Columns are ``GATE_TABLE_HEADER`` (not included, so tables of several models concatenate);
+    variants without gates (the FP32 baseline) have no rows. A platform artifact is named by its file.
+    """
+    return [gate_row(gate, artifact_label(v)) for v in variants for gate in v.gates]
+
+
+def artifact_label(variant: VariantResult) -> str:
+    """A core variant by its name (``int8-qdq``), a platform artifact by its file in the bundle."""
+    return variant.variant if variant.platform == "any" else variant.file
+
+
+def failure_messages(variant: str, gates: Sequence[GateResult]) -> list[str]:
+    """One line per failed gate, e.g. for ``GateFailed``: names the variant, output, metric, value and bar."""
+    messages = []
+    for gate in gates:
+        if gate.passed:
+            continue
+        value, bar = gate_values(gate)
+        why = MODE_EXPLANATIONS.get(gate.mode)
+        mode = f"{gate.mode} mode: {why}" if why else f"{gate.mode} mode"
+        messages.append(
+            f"{variant} [{gate.output}]: {gate.metric} is {value}, needs {gate.comparison} {bar} ({mode})"
+        )
+    return messages
+
+
 def _columns(kind: str) -> tuple[Column, ...]:
     return KIND_COLUMNS.get(kind, KIND_COLUMNS["generic"])
 
@@ -112,7 +200,7 @@ def _output(mode: ModeResult | None, name: str) -> OutputMetrics | None:
     return next((o for o in mode.outputs if o.name == name), None)
 
 
-def reference_mode(model: ModelResult, mode: str) -> ModeResult | None:
+def baseline_mode(model: ModelResult, mode: str) -> ModeResult | None:
     """FP32 in the same mode as the variant, falling back to FP32's own gate mode."""
     ref = model.reference
     return ref.modes[mode] if mode in ref.modes else ref.modes.get(ref.gate_mode)
@@ -128,6 +216,14 @@ def mode_order(modes: dict[str, ModeResult]) -> list[str]:
     return known + sorted(mode for mode in modes if mode not in MODE_LABELS)
 
 
+def latency_ratio(variant: VariantResult, model: ModelResult) -> float | None:
+    """The variant's p50 over FP32's, both in :data:`SPEED_MODE`; None when either was not measured."""
+    own, fp32 = variant.modes.get(SPEED_MODE), model.reference.modes.get(SPEED_MODE)
+    if own is None or fp32 is None or fp32.latency.p50_ms <= 0:
+        return None
+    return own.latency.p50_ms / fp32.latency.p50_ms
+
+
 def model_outputs(model: ModelResult) -> list[tuple[str, str]]:
     """``(name, kind)`` of every output in model order, as FP32 was measured."""
     ref = _gate_mode(model.reference)
@@ -137,35 +233,37 @@ def model_outputs(model: ModelResult) -> list[tuple[str, str]]:
 
 
 def summary_table(model: ModelResult) -> Table:
-    """One row per variant in its gate mode (FP32 first, the baseline) and one per failed variant
-    (not built, so not in the bundle: the step that failed and whether the variant was optional).
+    """One row per variant (FP32 first, the baseline) and one per failed variant (not built, so not
+    in the bundle: the step that failed and whether the variant was optional).
 
-    The worst output is the one whose gate is closest to failing (:func:`worst_gate`: a failing
-    gate first), with that gate's metric, value and bar, so one line tells why a variant failed or
-    how close it came.
+    Accuracy is the worst output in the variant's gate mode: the one whose gate is closest to failing
+    (:func:`worst_gate`: a failing gate first), with that gate's metric, value and bar, so one line
+    tells why a variant failed or how close it came. Speed is p50 in :data:`SPEED_MODE` and its ratio
+    to FP32's there, so quantization never reads as a slowdown the app will not see.
     """
     rows = []
-    for variant, is_reference in all_variants(model):
-        m = _gate_mode(variant)
+    for variant, is_baseline in all_variants(model):
         worst = worst_gate(variant.gates)
         if worst is not None:
-            cells = gate_row(worst)
-            gate = [worst.output, worst.metric, cells[5], cells[6]]
+            value, bar = gate_values(worst)
+            gate = [worst.output, worst.metric, mode_label(worst.mode), value, f"{worst.comparison} {bar}"]
         else:
-            gate = ["", "", "", ""] if is_reference else ["(no gates)", "", "", ""]
+            gate = ["", "", "", "", ""] if is_baseline else ["(no gates)", "", "", "", ""]
+        speed = variant.modes.get(SPEED_MODE)
         rows.append(
             [
                 variant.variant,
                 fmt.megabytes(variant.size_bytes),
                 fmt.ratio(variant.size_ratio),
                 *gate,
-                fmt.millis(m.latency.p50_ms if m else None),
-                BASELINE if is_reference else fmt.verdict(variant.passed),
+                fmt.millis(speed.latency.p50_ms if speed else None),
+                fmt.times(latency_ratio(variant, model)),
+                BASELINE if is_baseline else fmt.verdict(variant.passed),
             ]
         )
     for failure in model.failed:
         state = "optional" if failure.optional else "required"
-        rows.append([failure.variant, "", "", "(not built)", f"{failure.step} failed", "", "", "",
+        rows.append([failure.variant, "", "", "(not built)", f"{failure.step} failed", "", "", "", "", "",
                      f"FAILED ({state})"])  # fmt: skip
     return Table(list(SUMMARY_HEADER), rows)
 
@@ -178,8 +276,8 @@ def _shown(columns: tuple[Column, ...], measured: list[OutputMetrics | None]) ->
     ]
 
 
-def _output_verdict(variant: VariantResult, is_reference: bool, output: str) -> str:
-    if is_reference:
+def _output_verdict(variant: VariantResult, is_baseline: bool, output: str) -> str:
+    if is_baseline:
         return BASELINE
     gates = [g for g in variant.gates if g.output == output]
     return fmt.verdict(all(g.passed for g in gates)) if gates else "no gates"
@@ -192,7 +290,7 @@ def output_table(model: ModelResult, name: str, kind: str) -> OutputTable:
     rows = [
         [
             variant.variant,
-            variant.gate_mode,
+            mode_label(variant.gate_mode),
             *(c.text(c.value(o) if o is not None else None) for c in columns),
             _output_verdict(variant, is_ref, name),
         ]
@@ -208,7 +306,8 @@ def output_tables(model: ModelResult) -> list[OutputTable]:
 
 def modes_table(model: ModelResult) -> Table:
     """Every variant in every ORT mode: each output's primary metric (plus AUC and flips for an
-    embedding output with pairs) and latency; ``gated`` marks the mode the gates judged."""
+    embedding output with pairs); ``gated`` marks the mode the gates judged. No latency: speed is
+    :func:`latency_table`'s, in :data:`SPEED_MODE` only."""
     outputs = model_outputs(model)
     every_mode = [
         _output(m, name)
@@ -225,11 +324,9 @@ def modes_table(model: ModelResult) -> Table:
         "ORT mode",
         "gated",
         *(f"{name} {c.header}" for name, c in columns),
-        "p50 ms",
-        "p90 ms",
     ]
     rows = []
-    for variant, is_reference in all_variants(model):
+    for variant, is_baseline in all_variants(model):
         for mode in mode_order(variant.modes):
             m = variant.modes[mode]
             cells = []
@@ -239,13 +336,35 @@ def modes_table(model: ModelResult) -> Table:
             rows.append(
                 [
                     variant.variant,
-                    MODE_LABELS.get(mode, mode),
-                    "" if is_reference or mode != variant.gate_mode else "yes",
+                    mode_label(mode),
+                    "" if is_baseline or mode != variant.gate_mode else "yes",
                     *cells,
-                    fmt.millis(m.latency.p50_ms),
-                    fmt.millis(m.latency.p90_ms),
                 ]
             )
+    return Table(header, rows)
+
+
+def latency_table(model: ModelResult) -> Table:
+    """Host latency of every variant in :data:`SPEED_MODE` (DESIGN §4: p50/p90 over N runs after
+    warm-up, one thread count), its ratio to FP32's p50 and the optimization level it ran at."""
+    header = ["variant", "p50 ms", "p90 ms", "latency vs FP32", "runs", "threads", "graph optimization"]
+    rows = []
+    for variant, _ in all_variants(model):
+        m = variant.modes.get(SPEED_MODE)
+        if m is None:
+            rows.append([variant.variant, fmt.NA, fmt.NA, fmt.NA, fmt.NA, fmt.NA, fmt.NA])
+            continue
+        rows.append(
+            [
+                variant.variant,
+                fmt.millis(m.latency.p50_ms),
+                fmt.millis(m.latency.p90_ms),
+                fmt.times(latency_ratio(variant, model)),
+                str(m.latency.runs),
+                str(m.latency.threads),
+                m.optimization_level,
+            ]
+        )
     return Table(header, rows)
 
 
@@ -269,18 +388,18 @@ def verification_table(model: ModelResult, name: str) -> OutputTable | None:
         *(f"TAR@FAR={key}" for key in far_keys),
     ]
     rows = []
-    for variant, is_reference, o in measured:
+    for variant, is_baseline, o in measured:
         v = o.verification if o is not None else None
-        ref = _output(reference_mode(model, variant.gate_mode), name)
+        ref = _output(baseline_mode(model, variant.gate_mode), name)
         ref_auc = ref.verification.auc if ref is not None and ref.verification is not None else None
         drop = None if v is None or ref_auc is None else ref_auc - v.auc
         rows.append(
             [
                 variant.variant,
-                variant.gate_mode,
+                mode_label(variant.gate_mode),
                 f"{v.positives}/{v.negatives}" if v else fmt.NA,
                 fmt.score(v.auc if v else None),
-                "" if is_reference else fmt.number(drop),
+                "" if is_baseline else fmt.DIFFERENCE.text(drop),
                 fmt.number(v.accuracy if v else None),
                 fmt.number(v.best_threshold if v else None),
                 *(fmt.number(v.tar_at_far.get(key) if v else None) for key in far_keys),

@@ -4,6 +4,7 @@ in each runtime mode."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from packager.errors import StepError
 from packager.results import ModeResult, OrtMode, OutputMetrics, TaskResult
 from packager.tasks import TaskCheck, TaskContext
 from packager.validate import metrics
-from packager.validate.runners import OrtRunner
+from packager.validate.formats import NotRunnable, cannot_run_here, modes_for, runner_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,23 @@ def evaluate_mode(
     task: TaskRun | None = None,
 ) -> tuple[ModeResult, dict[str, np.ndarray]]:
     """One artifact in one mode: metrics of every output in ``plans`` (and of the task check, if
-    any) and the raw outputs by name."""
-    runner = OrtRunner(model, mode, threads=latency.threads, label=label)
+    any) and the raw outputs by name.
+
+    The runner is chosen by the file's format; a converted artifact's outputs are renamed and laid
+    out as the ONNX reference's (``data.reference_outputs``). Raises
+    :class:`~packager.validate.formats.NotRunnable` when this host cannot run the file.
+    """
+    reference_outputs = data.reference_outputs
+    runner = runner_for(
+        model,
+        mode,
+        threads=latency.threads,
+        label=label,
+        reference_names=None if reference_outputs is None else list(reference_outputs),
+        reference_shapes=None
+        if reference_outputs is None
+        else {name: list(values.shape) for name, values in reference_outputs.items()},
+    )
     outputs = runner.run_all(data.tensors, progress)
     reference = outputs if data.reference_outputs is None else data.reference_outputs
     measured = [output_metrics(p, reference[p.name], outputs[p.name], data) for p in plans]
@@ -138,7 +156,8 @@ def evaluate_mode(
         outputs=measured,
         task=task_results,
         latency=metrics.latency(times, latency.threads),
-        optimization_level=runner.optimization_level,
+        # a runtime without ORT's graph optimization levels (LiteRT) has none to record
+        optimization_level=runner.optimization_level or "n/a",
         optimization_fallback=runner.optimization_fallback,
     )
     return result, outputs
@@ -154,14 +173,31 @@ def evaluate(
     label: str | None = None,
     task: TaskRun | None = None,
 ) -> tuple[dict[str, ModeResult], dict[str, np.ndarray]]:
-    """All modes for one artifact; returns the first mode's outputs (the reference keeps them).
+    """All modes for one artifact that its format has; returns the first mode's outputs (the
+    reference keeps them).
 
-    ``label`` names the artifact in progress and errors (default: the file's stem).
+    A mode the artifact's format does not have (``reference`` for a .tflite) is skipped and logged.
+    ``label`` names the artifact in progress and errors (default: the file's stem). Raises
+    :class:`~packager.validate.formats.NotRunnable` when this host cannot run the file, and
+    :class:`StepError` when the format has none of ``modes``.
     """
     results: dict[str, ModeResult] = {}
     first_outputs: dict[str, np.ndarray] | None = None
     name = label or model.stem
-    for mode in modes:
+    reason = cannot_run_here(model)
+    if reason is not None:
+        raise NotRunnable(name, reason)
+    supported = modes_for(model)
+    skipped = [mode for mode in modes if mode not in supported]
+    if skipped:
+        log.info("%s: %s artifacts have no %s mode, skipped", name, model.suffix, " or ".join(skipped))
+    if len(skipped) == len(modes):
+        raise StepError(
+            f"validate {name}",
+            f"{model.suffix} artifacts have none of the modes asked for ({', '.join(modes)})",
+            f"validate {model.suffix} artifacts in {' or '.join(supported)} mode",
+        )
+    for mode in (m for m in modes if m in supported):
         shown = f"{name} [{mode}]"
         result, outputs = evaluate_mode(
             model,

@@ -22,15 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from packager.report.format import against, verdict
-from packager.results import GateResult, ModeResult, OutputMetrics, VariantResult
+from packager.results import GateResult, ModeResult, OutputMetrics
 
 if TYPE_CHECKING:
     from packager.config import GatesSpec, OutputSpec
 
 GATE_TOLERANCE = 1e-12
-
-GATE_TABLE_HEADER: tuple[str, ...] = ("variant", "output", "gate", "metric", "mode", "value", "bar", "result")
 
 ALL_KINDS = ("embedding", "classification", "logits", "dense", "generic")
 CLASS_KINDS = ("classification", "logits")
@@ -210,41 +207,3 @@ def _margin(gate: GateResult) -> float:
 def worst_gate(gates: Sequence[GateResult]) -> GateResult | None:
     """The gate closest to failing (a failing one first): what a summary shows for a variant."""
     return min(gates, key=_margin, default=None)
-
-
-def gate_row(gate: GateResult, variant: str = "") -> list[str]:
-    """One table row (see ``GATE_TABLE_HEADER``); value and bar printed so they never look equal."""
-    value, bar = against(gate.value, gate.bar)
-    return [
-        variant,
-        gate.output,
-        gate.name,
-        gate.metric,
-        gate.mode,
-        value,
-        f"{gate.comparison} {bar}",
-        verdict(gate.passed),
-    ]
-
-
-def format_gate_table(variants: Sequence[VariantResult]) -> list[list[str]]:
-    """One row per gate of each variant, as plain strings for the CLI to print.
-
-    Columns are ``GATE_TABLE_HEADER`` (not included, so tables of several models concatenate);
-    variants without gates (the FP32 reference) have no rows.
-    """
-    return [gate_row(gate, variant.variant) for variant in variants for gate in variant.gates]
-
-
-def failure_messages(variant: str, gates: Sequence[GateResult]) -> list[str]:
-    """One line per failed gate, e.g. for ``GateFailed``: names the variant, output, metric, value and bar."""
-    messages = []
-    for gate in gates:
-        if gate.passed:
-            continue
-        value, bar = against(gate.value, gate.bar)
-        messages.append(
-            f"{variant} [{gate.output}]: {gate.metric} is {value}, needs {gate.comparison} {bar} "
-            f"({gate.mode} mode)"
-        )
-    return messages

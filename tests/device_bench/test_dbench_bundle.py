@@ -36,9 +36,10 @@ def test_root_selects_every_runnable_format(bundle: Path) -> None:
 
 def test_manifest_sha_is_recorded_not_recomputed(bundle: Path) -> None:
     manifest = bundle / "manifest.json"
-    manifest.write_text(manifest.read_text().replace('"sha256": "', '"sha256": "feed', 1))
+    actual = hashlib.sha256((bundle / "models/face_embedder/fp32.onnx").read_bytes()).hexdigest()
+    manifest.write_text(manifest.read_text().replace(actual, "feed" + actual[4:]))
     first = select_artifacts(bundle / "models", {"onnx"}).artifacts[0]
-    assert first.ref.sha256.startswith("feed")
+    assert first.ref.sha256 == "feed" + actual[4:]
 
 
 def test_missing_file_listed_in_manifest(bundle: Path) -> None:
@@ -66,34 +67,14 @@ def test_nothing_to_run_is_an_error(tmp_path: Path) -> None:
 
 
 def test_input_range_follows_the_manifest_preprocessing(tmp_path: Path) -> None:
-    import json
+    from bundle_factory import manifest_model, tiny_onnx, write_bundle
 
-    from bundle_factory import tiny_onnx
-
-    root = tmp_path / "dist" / "faceid-1.4.0"
-    model_dir = root / "models" / "face_embedder"
-    model_dir.mkdir(parents=True)
-    (model_dir / "fp32.onnx").write_bytes(tiny_onnx().SerializeToString())
-    manifest = {
-        "schema_version": 1,
-        "project": {"name": "faceid", "version": "1.4.0"},
-        "models": [
-            {
-                "name": "face_embedder",
-                "preprocessing": {"pixel_range": [0, 255], "mean": [127.5], "std": [128]},
-            }
-        ],
-        "artifacts": [
-            {
-                "path": "models/face_embedder/fp32.onnx",
-                "sha256": "0" * 64,
-                "model": "face_embedder",
-                "variant": "fp32",
-                "format": "onnx",
-            }
-        ],
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    preprocessing: dict[str, object] = {"pixel_range": [0, 255], "mean": [127.5], "std": [128]}
+    root = write_bundle(
+        tmp_path / "dist" / "faceid-1.4.0",
+        {"models/face_embedder/fp32.onnx": tiny_onnx().SerializeToString()},
+        models=[manifest_model("face_embedder", preprocessing)],
+    )
     (artifact,) = select_artifacts(root, {"onnx"}).artifacts
     assert artifact.input_range == pytest.approx((-127.5 / 128, 127.5 / 128))
 

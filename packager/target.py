@@ -1,0 +1,150 @@
+"""The seam platforms plug into: targets registered by entry point, and the products they make.
+
+A target (``targets/android``, ``targets/ios``, or any installed distribution) registers a
+:class:`Target` under the ``packager.targets`` entry-point group, the way pytest finds plugins::
+
+    [project.entry-points."packager.targets"]
+    android = "targets.android:TARGET"
+
+It has a name, a pydantic schema for its own top-level table in packager.toml (``[android]``), and a
+``plan`` function that, given the planned upstream products of every model (prepared FP32, each
+variant, calibration tensors, evaluation data), returns its steps and the artifacts they make. The
+core imports no target module: it only reads entry points. Heavy toolchains (TensorFlow,
+coremltools) belong inside step bodies, so loading a target is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from packager.errors import ConfigError
+from packager.steps import Step, StepOutput
+
+if TYPE_CHECKING:
+    from packager.config import Config, ModelSpec
+
+ENTRY_POINT_GROUP = "packager.targets"
+
+
+@dataclass(frozen=True)
+class Product:
+    """One artifact of the bundle, as planned: what it is, where it ships, and which step makes it.
+
+    ``bundle_path`` is relative to the bundle root (e.g. ``models/m/fp16.onnx``,
+    ``android/models/m/int8.tflite``); ``source`` names the step output holding it (a file, or a
+    folder such as an ``.mlpackage``). A product is validated against FP32 by the runner for its
+    ``format`` unless ``not_validated_reason`` says why it cannot be on this host.
+    """
+
+    model: str
+    variant: str
+    """The variant it was made from (``fp32`` for the reference)."""
+    platform: str
+    """``any`` for the core ONNX variants, else the target's name."""
+    runtime: str
+    format: str
+    """The file format, which picks the runner: onnx, ort, tflite, mlpackage..."""
+    precision: str
+    bundle_path: str
+    source: StepOutput
+    required: bool = True
+    """False: its failure is reported, the bundle ships without it."""
+    not_validated_reason: str | None = None
+    details_step: str | None = None
+    """A step whose metadata describes the artifact (EP coverage, quantization parameters...)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.platform}:{self.model}:{self.variant}:{self.format}"
+
+
+@dataclass(frozen=True)
+class ModelProducts:
+    """The upstream products of one model a target may build on (step outputs, resolved at run time)."""
+
+    spec: ModelSpec
+    prepared: StepOutput
+    """The FP32 reference ``.onnx``."""
+    variants: dict[str, StepOutput]
+    """Each built ONNX variant by name (``fp32`` included)."""
+    calibration: StepOutput | None
+    """Preprocessed calibration tensors ``.npy`` [N, *input], when the model has calibration images."""
+    evaluation: StepOutput
+    """Preprocessed evaluation tensors ``.npy``."""
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    config: Config
+    table: BaseModel
+    """The target's own validated config table."""
+    models: list[ModelProducts]
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    steps: list[Step] = field(default_factory=list)
+    products: list[Product] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    schema: type[BaseModel]
+    plan: Callable[[TargetContext], TargetPlan]
+    summary: str = ""
+
+
+def installed_targets() -> dict[str, Target]:
+    """Every target registered under :data:`ENTRY_POINT_GROUP`, by name (read fresh on each call).
+
+    Raises:
+        ConfigError: an entry point does not load, is not a ``Target``, or two share a name.
+    """
+    found: dict[str, Target] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = entry.load()
+        except Exception as exc:  # a broken plugin must name itself, whatever it raised
+            raise ConfigError(
+                f"entry point {entry.name} = {entry.value}", [f"target does not load: {exc}"]
+            ) from None
+        if not isinstance(target, Target):
+            raise ConfigError(f"entry point {entry.name}", [f"{entry.value} is not a packager Target"])
+        if target.name in found:
+            raise ConfigError(f"entry point {entry.name}", [f"target {target.name!r} registered twice"])
+        found[target.name] = target
+    return found
+
+
+def parse_target_tables(tables: dict[str, Any], source: object) -> dict[str, BaseModel]:
+    """Validate each top-level table that is not the core's with its target's schema.
+
+    Raises:
+        ConfigError: a table no installed target owns ("unknown table [andriod]; one of: ..."), or a
+            table its target's schema rejects (every problem listed).
+    """
+    from pydantic import ValidationError
+
+    targets = installed_targets()
+    problems: list[str] = []
+    parsed: dict[str, BaseModel] = {}
+    for name, table in tables.items():
+        if name not in targets:
+            known = ", ".join(sorted(targets)) or "none installed"
+            problems.append(f"unknown table [{name}]; one of: {known}")
+            continue
+        try:
+            parsed[name] = targets[name].schema.model_validate(table)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"])
+                problems.append(f"[{name}].{loc}: {err['msg']}")
+    if problems:
+        raise ConfigError(str(source), problems)
+    return parsed

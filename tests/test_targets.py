@@ -1,0 +1,112 @@
+"""The platform seam: a target found through the real entry-point mechanism adds a config table,
+steps and artifacts, and the core builds, validates, ships and reports them without naming it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from packager.build import BuildOptions
+from packager.cli import main
+from packager.config import load_config
+from packager.errors import ConfigError
+from packager.pipeline import build_project
+from packager.plan import make_plan
+
+DEMO = Path(__file__).parent / "targets_demo"
+
+
+@pytest.fixture
+def demo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A distribution on sys.path whose entry points register the demo targets, as pip would."""
+    site = tmp_path / "site"
+    info = site / "demo_target-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-target\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[packager.targets]\ndemo = demo_target:TARGET\nother = demo_target:OTHER\n"
+    )
+    (site / "demo_target.py").write_text((DEMO / "demo_target.py").read_text())
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def _with_table(config: Path, table: str) -> Path:
+    config.write_text(config.read_text() + "\n" + table + "\n")
+    return config
+
+
+def test_a_target_s_artifacts_are_built_validated_shipped_and_reported(tiny_project, demo_installed) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), '[demo]\nvariants = ["fp16"]')
+    outcome = build_project(load_config(config), BuildOptions())
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    demo = {a["path"]: a for a in manifest["artifacts"] if a["platform"] == "demo"}
+    assert set(demo) == {"demo/models/embedder/fp16.onnx", "demo/models/embedder/package.demo"}
+    by_path = {a.file: a for a in outcome.result.models[0].artifacts}
+    shipped = by_path["demo/models/embedder/fp16.onnx"]
+    assert shipped.modes and shipped.gates and shipped.passed
+    assert shipped.details["ep_coverage"]["supported_nodes"] == 7
+    folder = by_path["demo/models/embedder/package.demo"]
+    assert folder.modes == {} and folder.not_validated_reason == "the demo runtime exists on no host"
+    assert (outcome.bundle / "demo" / "models" / "embedder" / "package.demo" / "weights.bin").is_file()
+    assert "demo/models/embedder/fp16.onnx" in (outcome.bundle / "report.md").read_text()
+    assert (outcome.bundle / "demo.zip").is_file()
+
+
+def test_the_platform_zip_is_byte_identical_when_rebuilt_elsewhere(
+    tiny_project, demo_installed, tmp_path
+) -> None:
+    config = load_config(_with_table(tiny_project(variants='["fp16"]'), "[demo]"))
+    first = build_project(config, BuildOptions()).bundle / "demo.zip"
+    other = config.model_copy(
+        update={"build": config.build.model_copy(update={"cache": tmp_path / "c2", "out": tmp_path / "d2"})}
+    )
+    second = build_project(other, BuildOptions()).bundle / "demo.zip"
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_step_two_requests_share_is_planned_once(tiny_project, demo_installed) -> None:
+    planned = make_plan(load_config(_with_table(tiny_project(variants='["fp16"]'), "[demo]")), BuildOptions())
+    names = [s.name for s in planned.steps]
+    assert names.count("demo-shared[embedder]") == 1
+    assert "validate[demo:embedder:fp16:onnx]" in names
+
+
+def test_the_same_step_name_with_another_definition_is_an_error(tiny_project, demo_installed) -> None:
+    config = load_config(_with_table(tiny_project(variants='["fp16"]'), "[demo]\n[other]"))
+    with pytest.raises(ConfigError, match=r"step 'demo-shared\[embedder\]' is already planned"):
+        make_plan(config, BuildOptions())
+
+
+def test_an_unknown_table_lists_the_installed_targets(tiny_project, demo_installed) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), "[andriod]\npackage = 'x'")
+    with pytest.raises(ConfigError, match=r"unknown table \[andriod\]; one of: demo, other"):
+        load_config(config)
+
+
+def test_a_target_table_is_validated_by_its_schema(tiny_project, demo_installed) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), "[demo]\nflavour = 1")
+    with pytest.raises(ConfigError, match=r"\[demo\]\.flavour"):
+        load_config(config)
+
+
+def test_graph_lists_the_products(tiny_project, demo_installed, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), "[demo]")
+    assert main(["graph", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "demo/models/embedder/fp16.onnx" in out and "not validated: the demo runtime" in out
+
+
+def test_no_core_module_imports_a_target() -> None:
+    import ast
+
+    core = Path(__file__).resolve().parents[1] / "packager"
+    for path in core.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n == "targets" or n.startswith(("targets.", "demo_target")) for n in names), path
