@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s recipes``."""
 
 from __future__ import annotations
 
@@ -28,3 +28,12 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "examples/faceid/prepare_data.py")
     session.run("python", "bench/faceid.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def recipes(session: nox.Session) -> None:
+    """packager's recipes beside the raw onnxruntime / onnxconverter-common calls on SFace, one run:
+    size ratio, mean/min cosine on the unseen evaluation faces, default-kernel p50 ratio to FP32."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/faceid/prepare_data.py")
+    session.run("python", "bench/recipes.py", *session.posargs)

@@ -9,7 +9,9 @@ from pathlib import Path
 from packager import preprocess
 from packager.build import BASELINE, GATE_MODE, BuildOptions, PlanOutcome, StepNames
 from packager.config import Config, ModelSpec
+from packager.datasets import CalibrationDataMeta, EvaluationMeta
 from packager.plan import Plan
+from packager.prepare import PreparedMeta
 from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
 from packager.source import source_files, source_sha256
 from packager.steps import Hasher, StepFailure, StepResult, tool_versions
@@ -134,20 +136,17 @@ def assemble(
     ]
     for spec in config.models:
         m, names = spec.name, StepNames(spec.name)
-        prepared = results[names.prepare]
+        prepared_step = results[names.prepare]
+        prepared = PreparedMeta.model_validate(prepared_step.meta)
         sources = source_files(spec.source)
-        fp32_path = prepared.out / f"{BASELINE}.onnx"
+        fp32_path = prepared_step.out / f"{BASELINE}.onnx"
         fp32_size = artifact_size(fp32_path)
-        io_in = [IOInfo.model_validate(prepared.meta["input"])]
-        measured = IOInfo.model_validate(prepared.meta["output"])
-        outputs_meta = prepared.meta["outputs"]
-        assert isinstance(outputs_meta, list)
-        io_out = [IOInfo.model_validate(o) for o in outputs_meta]  # every output the app receives
+        io_in, measured, io_out = [prepared.input], prepared.output, prepared.outputs
         products = [p for p in plan.products if p.model == m]
         reference_product = next(p for p in products if p.platform == "any" and p.variant == BASELINE)
         reference = _artifact(
             spec, reference_product, fp32_path, results[names.validate(BASELINE)], None, fp32_size,
-            {"prepared": prepared.meta}, hasher, [],
+            {"prepared": prepared_step.meta}, hasher, [],
         )  # fmt: skip
         ref_mode = reference.modes[reference.gate_mode]
         has_pairs = any(o.verification is not None for o in ref_mode.outputs)
@@ -175,19 +174,22 @@ def assemble(
         files += [
             BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
         ]
-        evaluation = dict(results[names.evaluation].meta)
+        evaluation: dict[str, object] = EvaluationMeta.model_validate(
+            results[names.evaluation].meta
+        ).model_dump()
         evaluation["threshold"] = spec.evaluation.threshold
         calibration = results.get(names.calibration)
         if calibration is not None:
-            evaluation["calibration_images"] = calibration.meta["count"]
-            notes += [str(w) for w in calibration.meta.get("warnings", [])]  # type: ignore[union-attr]
+            data = CalibrationDataMeta.model_validate(calibration.meta)
+            evaluation["calibration_images"] = data.count
+            notes += data.warnings
         models.append(
             ModelResult(
                 name=m,
                 source=spec.source.name,
                 source_sha256=source_sha256(sources, hasher.file),
                 source_files={p.name: hasher.file(p) for p in sources},
-                opset=int(prepared.meta["opset"]),  # type: ignore[arg-type]
+                opset=prepared.opset,
                 inputs=io_in,
                 outputs=io_out,
                 preprocessing=preprocess.describe(spec.input),

@@ -17,9 +17,9 @@ import numpy as np
 from packager import datasets
 from packager.config import Config, ModelSpec
 from packager.errors import ConfigError, PackagerError
-from packager.prepare import prepare_reference
+from packager.prepare import PreparedMeta, prepare_step
 from packager.quantize import registry
-from packager.quantize.calibrated import run_calibration
+from packager.quantize.calibrated import CHECK_EVERY, run_calibration
 from packager.quantize.registry import QuantizeContext
 from packager.results import OrtMode
 from packager.source import source_inputs
@@ -112,7 +112,7 @@ def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[St
         Step(
             names.prepare,
             "prepare",
-            run=lambda ctx: _run_prepare(spec, ctx),
+            run=lambda ctx: prepare_step(spec, ctx.out),
             inputs=source_inputs(spec.source),
             params={"input": spec.input.model_dump(mode="json"), "output": spec.primary_output},
             tools=GRAPH_TOOLS,
@@ -137,7 +137,9 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
     data = Step(
         names.calibration,
         "data",
-        run=lambda ctx: _run_calibration(spec, names.prepare, ctx),
+        run=lambda ctx: datasets.calibration_data_step(
+            spec.calibration, spec.input, prepared_meta(ctx, names.prepare).input.int_shape(), ctx.out
+        ),
         inputs=_data_inputs("image", datasets.calibration_sources(spec.calibration)),
         params={
             "input": spec.input.model_dump(mode="json"),
@@ -162,6 +164,7 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
             params={
                 **spec.calibration.model_dump(mode="json", exclude={"images", "count", "min_count"}),
                 "output": spec.primary_output,
+                "check_every": CHECK_EVERY,  # the tuning/check split of the images (calibrated.py)
             },
             tools=QUANT_TOOLS,
             # A quantizer failing on this model fails the static variants only; bad calibration
@@ -202,7 +205,9 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
         Step(
             names.evaluation,
             "data",
-            run=lambda ctx: _run_evaluation_data(spec, names.prepare, evalset, ctx),
+            run=lambda ctx: datasets.evaluation_data_step(
+                evalset, spec.input, prepared_meta(ctx, names.prepare).input.int_shape(), ctx.out
+            ),
             inputs=_data_inputs("file", evalset.files()),
             params={"input": spec.input.model_dump(mode="json"), "count": spec.evaluation.count},
             tools=DATA_TOOLS,
@@ -281,47 +286,9 @@ def _latency(config: Config) -> LatencySettings:
     return LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
 
 
-def _run_prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
-    prepared = prepare_reference(spec, ctx.out / f"{BASELINE}.onnx")
-    return {
-        "input": prepared.input.model_dump(),
-        "output": prepared.output.model_dump(),
-        "outputs": [o.model_dump() for o in prepared.outputs],
-        "opset_source": prepared.opset_source,
-        "opset": prepared.opset,
-        "changes": prepared.changes,
-        "equivalence_cosine": prepared.equivalence_cosine,
-        "equivalence": prepared.equivalence,
-    }
-
-
-def _run_calibration(spec: ModelSpec, prepare: str, ctx: StepContext) -> dict[str, object]:
-    assert spec.calibration is not None
-    shape = ctx.outputs[prepare]["input"]["shape"]  # type: ignore[index]
-    tensors, warnings = datasets.load_calibration(spec.calibration, spec.input, list(shape))  # type: ignore[arg-type]
-    np.save(ctx.out / "calibration.npy", tensors)
-    return {"count": len(tensors), "warnings": warnings}
-
-
-def _run_evaluation_data(
-    spec: ModelSpec, prepare: str, evalset: datasets.EvaluationSet, ctx: StepContext
-) -> dict[str, object]:
-    shape = ctx.outputs[prepare]["input"]["shape"]  # type: ignore[index]
-    tensors = datasets.load_evaluation_tensors(evalset, spec.input, list(shape))  # type: ignore[arg-type]
-    np.save(ctx.out / "tensors.npy", tensors)
-    pairs = evalset.pairs if evalset.pairs is not None else np.zeros((0, 2), np.int64)
-    labels = evalset.labels if evalset.labels is not None else np.zeros((0,), np.int64)
-    np.save(ctx.out / "pairs.npy", pairs)
-    np.save(ctx.out / "labels.npy", labels)
-    return {
-        "images": len(tensors),
-        "from_images": len(tensors) - (len(evalset.images) - evalset.from_images),
-        "from_pairs_only": len(evalset.images) - evalset.from_images,
-        "pairs": len(labels),
-        "positives": int(labels.sum()),
-        "negatives": int((labels == 0).sum()),
-        "pairs_file": evalset.pairs_file.name if evalset.pairs_file else None,
-    }
+def prepared_meta(ctx: StepContext, prepare: str) -> PreparedMeta:
+    """The prepare step's typed record, for steps that run after it."""
+    return PreparedMeta.model_validate(ctx.outputs[prepare])
 
 
 def _run_calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
@@ -387,9 +354,7 @@ def _run_validate(
         reference_outputs=ref_outputs,
         threshold=spec.evaluation.threshold,
     )
-    outputs_meta = ctx.outputs[names.prepare]["outputs"]
-    assert isinstance(outputs_meta, list)
-    plans = output_plans(spec, [str(o["name"]) for o in outputs_meta])
+    plans = output_plans(spec, [o.name for o in prepared_meta(ctx, names.prepare).outputs])
     task = None
     if spec.task is not None:
         context = TaskContext(data.tensors, (spec.input.height, spec.input.width), spec.input.layout)

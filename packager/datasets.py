@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from packager.config import CalibrationSpec, EvaluationSpec, InputSpec
 from packager.errors import DataError
@@ -325,3 +326,59 @@ def load_evaluation_tensors(evalset: EvaluationSet, input_spec: InputSpec, shape
             np.stack([to_tensor(read_image(p), input_spec) for p in evalset.images]).astype(np.float32)
         )
     return np.concatenate(parts)
+
+
+class CalibrationDataMeta(BaseModel):
+    """The calibration data step's record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    count: int
+    warnings: list[str]
+
+
+class EvaluationMeta(BaseModel):
+    """The evaluation data step's record: what every number of the model is measured on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    images: int
+    """Inputs measured: .npy rows plus image files."""
+    from_images: int
+    """Of those, from ``evaluation.images``."""
+    from_pairs_only: int
+    """Of those, only referenced by the pairs file."""
+    pairs: int
+    positives: int
+    negatives: int
+    pairs_file: str | None
+
+
+def calibration_data_step(
+    spec: CalibrationSpec, input_spec: InputSpec, shape: list[int], out: Path
+) -> dict[str, object]:
+    """The calibration data step body: ``out/calibration.npy`` float32 [N, *shape[1:]]."""
+    tensors, warnings = load_calibration(spec, input_spec, shape)
+    np.save(out / "calibration.npy", tensors)
+    return CalibrationDataMeta(count=len(tensors), warnings=warnings).model_dump(mode="json")
+
+
+def evaluation_data_step(
+    evalset: EvaluationSet, input_spec: InputSpec, shape: list[int], out: Path
+) -> dict[str, object]:
+    """The evaluation data step body: ``tensors.npy`` [N, *shape[1:]], ``pairs.npy`` int [M, 2] and
+    ``labels.npy`` int [M] (empty without pairs)."""
+    tensors = load_evaluation_tensors(evalset, input_spec, shape)
+    np.save(out / "tensors.npy", tensors)
+    pairs = evalset.pairs if evalset.pairs is not None else np.zeros((0, 2), np.int64)
+    labels = evalset.labels if evalset.labels is not None else np.zeros((0,), np.int64)
+    np.save(out / "pairs.npy", pairs)
+    np.save(out / "labels.npy", labels)
+    only_pairs = len(evalset.images) - evalset.from_images
+    return EvaluationMeta(
+        images=len(tensors),
+        from_images=len(tensors) - only_pairs,
+        from_pairs_only=only_pairs,
+        pairs=len(labels),
+        positives=int(labels.sum()),
+        negatives=int((labels == 0).sum()),
+        pairs_file=evalset.pairs_file.name if evalset.pairs_file else None,
+    ).model_dump(mode="json")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from pydantic import BaseModel, ConfigDict
 
 from packager import cleanup, graph
 from packager.config import InputSpec, ModelSpec
@@ -49,6 +50,40 @@ class PreparedModel:
     def equivalence_cosine(self) -> float:
         """The worst output's cosine."""
         return min(self.equivalence.values())
+
+
+class PreparedMeta(BaseModel):
+    """The prepare step's record, read by the steps and the assembly downstream (a typed model,
+    never a dict read by keys)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: IOInfo
+    """The image input as pinned ([1, C, H, W] or [1, H, W, C])."""
+    output: IOInfo
+    """The primary output (the first declared one, else the model's first)."""
+    outputs: list[IOInfo]
+    """Every output the app receives, shapes re-inferred at the pinned input."""
+    opset_source: int
+    opset: int
+    changes: list[str]
+    equivalence_cosine: float
+    equivalence: dict[str, float]
+
+
+def prepare_step(spec: ModelSpec, out: Path) -> dict[str, object]:
+    """The ``prepare[model]`` step body: writes ``out/fp32.onnx`` and returns a :class:`PreparedMeta` dump."""
+    prepared = prepare_reference(spec, out / "fp32.onnx")
+    return PreparedMeta(
+        input=prepared.input,
+        output=prepared.output,
+        outputs=prepared.outputs,
+        opset_source=prepared.opset_source,
+        opset=prepared.opset,
+        changes=prepared.changes,
+        equivalence_cosine=prepared.equivalence_cosine,
+        equivalence=prepared.equivalence,
+    ).model_dump(mode="json")
 
 
 def prepare_reference(spec: ModelSpec, output: Path) -> PreparedModel:

@@ -170,6 +170,12 @@ class IOInfo(_Frozen):
     dtype: str
     shape: list[int | str]
 
+    def int_shape(self) -> list[int]:
+        """The shape as integers; raises ``ValueError`` on a symbolic dim (prepared inputs have none)."""
+        if not all(isinstance(d, int) for d in self.shape):
+            raise ValueError(f"{self.name} has symbolic dims {self.shape}")
+        return [int(d) for d in self.shape]
+
 
 class ModelResult(_Frozen):
     name: str

@@ -9,6 +9,7 @@ leaves a half entry, and a corrupt entry is a logged miss, never a crash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -92,13 +93,32 @@ class StepFailure:
         return self.root != self.name
 
 
+@functools.cache
+def packager_fingerprint() -> str:
+    """sha256 (12 hex) of packager's own source files.
+
+    The version number alone does not change between commits, so a cache entry written by older
+    code (another step-record layout, another metric) would be reused by newer code: the code
+    itself is an input of every step. Computed once per process (the code cannot change under it).
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed version of each distribution; ``packager`` also carries :func:`packager_fingerprint`."""
     versions = {}
     for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    if "packager" in versions:
+        versions["packager"] += f"+{packager_fingerprint()}"
     return versions
 
 

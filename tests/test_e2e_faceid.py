@@ -1,4 +1,5 @@
-"""The bundled example, end to end on the real SFace model and real face photos (slow: marker e2e)."""
+"""The bundled example, end to end: the YuNet detector and the SFace embedder on real face photos,
+in one bundle (slow: marker e2e)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import pytest
 
 from packager.cli import main
 
+HEADS = [f"{quantity}_{stride}" for quantity in ("cls", "obj", "bbox", "kps") for stride in (8, 16, 32)]
+"""YuNet's outputs, in the model's order."""
+TASK = {"face_recall", "extra_faces", "mean_iou", "landmark_error_px"}
+
 
 @pytest.mark.e2e
 def test_faceid_example_builds_gates_and_rebuilds_from_cache(
@@ -18,14 +23,44 @@ def test_faceid_example_builds_gates_and_rebuilds_from_cache(
     assert main(["build", str(faceid_example), "--out", str(out)]) == 0
     bundle = out / "faceid-1.4.0"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    variants = {v["variant"]: v for v in manifest["models"][0]["variants"]}
+    assert manifest["passed"]
+    models = {m["name"]: m for m in manifest["models"]}
+    assert list(models) == ["face_detector", "face_embedder"]
+
+    detector = models["face_detector"]
+    assert [o["name"] for o in detector["outputs"]] == HEADS
+    assert detector["output_kinds"] == dict.fromkeys(HEADS, "dense")
+    variants = {v["variant"]: v for v in detector["variants"]}
+    assert set(variants) == {"fp32", "fp16", "int8-qdq"}
+    for name in ("fp16", "int8-qdq"):
+        variant = variants[name]
+        assert variant["passed"], name
+        measured = variant["metrics"][variant["gate_mode"]]
+        assert [o["name"] for o in measured["outputs"]] == HEADS, "every output is validated"
+        assert {g["output"] for g in variant["gates"]} == {*HEADS, "task"}, "every output is gated"
+        masked = {g["output"] for g in variant["gates"] if g["name"] == "min_mask_iou"}
+        assert masked == {"obj_8", "obj_16", "obj_32"}
+        task = {t["name"]: t for t in measured["task"]}
+        assert set(task) == TASK, name
+        assert task["face_recall"]["higher_is_better"] and not task["landmark_error_px"]["higher_is_better"]
+        assert task["face_recall"]["value"] >= 0.98 and task["landmark_error_px"]["value"] <= 1.0
+        task_gates = {g["name"] for g in variant["gates"] if g["output"] == "task"}
+        assert task_gates == {f"task:{metric}" for metric in TASK}
+    fp16 = {t["name"]: t["value"] for t in variants["fp16"]["metrics"]["reference"]["task"]}
+    assert fp16["face_recall"] == 1.0 and fp16["landmark_error_px"] < 0.05
+
+    embedder = models["face_embedder"]
+    variants = {v["variant"]: v for v in embedder["variants"]}
     assert set(variants) == {"fp32", "fp16", "int8-dynamic", "int8-qdq", "mixed"}
     assert all(v["passed"] for v in variants.values())
     assert variants["int8-qdq"]["size_ratio"] <= 0.26
     assert variants["fp16"]["size_ratio"] <= 0.51
+
+    assert {a["model"] for a in manifest["artifacts"]} == {"face_detector", "face_embedder"}
     for artifact in manifest["artifacts"]:
         assert (bundle / artifact["path"]).stat().st_size == artifact["size_bytes"]
-    assert "## Model" in (bundle / "report.md").read_text()
+    report = (bundle / "report.md").read_text()
+    assert "face_detector" in report and "face_embedder" in report
 
     capsys.readouterr()
     assert main(["build", str(faceid_example), "--out", str(out)]) == 0

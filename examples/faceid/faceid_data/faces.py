@@ -28,6 +28,19 @@ Y_COLUMNS = [1, 5, 7, 9, 11, 13]
 
 
 @dataclass(frozen=True, eq=False)
+class Photo:
+    """One source photo, read (and padded) once: faces are found in it and the detector frames
+    are made from it."""
+
+    key: str
+    """The file's name, e.g. ``obama.jpg``; unique across the pinned sources."""
+    origin: str
+    """``package==version:path`` inside the archive."""
+    member: Member
+    image: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class Face:
     """One detected face: a region of its photo and the YuNet row (box, 5 landmarks, score) in it."""
 
@@ -87,9 +100,13 @@ def _region(image: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.ascontiguousarray(image[y0:y1, x0:x1]), moved
 
 
-def find_faces(aligner: Aligner, photo: Path, member: Member, origin: str) -> list[Face]:
+def read_photo(path: Path, member: Member, origin: str) -> Photo:
+    return Photo(member.basename, origin, member, load_photo(path, member.pad))
+
+
+def find_faces(aligner: Aligner, photo: Photo) -> list[Face]:
     """The ``member.faces`` most confident faces, left to right; one identity each."""
-    image = load_photo(photo, member.pad)
+    image, member, origin = photo.image, photo.member, photo.origin
     rows = aligner.detect(image)
     if len(rows) < member.faces:
         raise PrepareError(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 
 from faceid_data import augment as aug
+from faceid_data import detector as det
 from faceid_data.dataset import (
     CALIBRATION_DIR,
     EVAL_DIR,
@@ -29,6 +30,8 @@ class DataFacts:
     eval_views: list[View]
     calibration_views: list[View]
     counts: PairCounts
+    detector_eval: list[det.DetectorView] = field(default_factory=list)
+    detector_calibration: list[det.DetectorView] = field(default_factory=list)
 
 
 def _sources_table(facts: DataFacts) -> list[str]:
@@ -97,6 +100,41 @@ def _augmentation() -> list[str]:
     ]
 
 
+def _detector_contents(facts: DataFacts) -> list[str]:
+    kinds = Counter(v.kind for v in facts.detector_eval)
+    n_cal = Counter(v.kind for v in facts.detector_calibration)
+    return [
+        f"- `{det.EVAL_DIR}/`: {len(facts.detector_eval)} {det.SIZE}x{det.SIZE} colour frames (PNG) for "
+        f"the YuNet detector: {kinds[det.LETTERBOX]} letterboxed photos, {kinds[det.SCALED]} scaled "
+        f"views and {kinds[det.MOSAIC]} mosaics (see below). No labels: the detector's variants are "
+        "compared with its FP32 output.",
+        f"- `{det.CALIBRATION_DIR}/`: {len(facts.detector_calibration)} frames for the detector's INT8 "
+        f"calibration ({n_cal[det.SCALED]} scaled views, {n_cal[det.MOSAIC]} mosaics, other seeds), "
+        "none identical to an evaluation frame.",
+        f"- `{det.VIEWS_FILE}`: the photos, placement (`photo@x,y:WxH[:flip]`, canvas pixels) and "
+        "photometry of every detector frame.",
+    ]
+
+
+def _detector_recipe() -> list[str]:
+    half = det.SIZE // 2
+    return [
+        f"4. Detector frames, from the same decoded photos (each photo is read once for both): a black "
+        f"{det.SIZE}x{det.SIZE} canvas (black is also what `cv2.FaceDetectorYN` pads with) with the "
+        "photo scaled by one factor for both axes, so faces keep their shape:",
+        "   - `letterbox`: the photo fitted and centred, as an app letterboxes a camera frame "
+        "(area interpolation to shrink, bilinear to enlarge);",
+        f"   - `scaled`: {_range(det.SCALE_RANGE)} of the letterbox size at a random position, "
+        f"mirrored with probability {aug.FLIP_PROBABILITY:g}, brightness ±{aug.MAX_BRIGHTNESS:g} and "
+        f"contrast {_range(aug.CONTRAST_RANGE)} on the photo (not the black fill);",
+        f"   - `mosaic`: four different photos, each fitted into a {half}x{half} quarter at "
+        f"{_range(det.MOSAIC_SCALE_RANGE)} of that size, at a random position in it, each mirrored "
+        "with the same probability, one brightness and contrast for the frame;",
+        '   - seeds: sha256("detector/<split>/scaled/<photo>/<k>") or ("detector/<split>/mosaic/<k>"), '
+        "as for the crops; evaluation has every letterbox view, calibration none.",
+    ]
+
+
 def render(facts: DataFacts) -> str:
     n_eval, n_cal, c = len(facts.eval_views), len(facts.calibration_views), facts.counts
     n_hard = sum(v.tier == HARD for v in facts.eval_views)
@@ -121,6 +159,7 @@ def render(facts: DataFacts) -> str:
         "(other seeds) of the same faces, none identical to an evaluation image. Calibration has no "
         "hard views: it should look like the normal captures an app mostly sees.",
         f"- `{VIEWS_FILE}`: the source photo, face and augmentation parameters of every image.",
+        *(_detector_contents(facts) if facts.detector_eval else []),
         "",
         "## How it was made",
         "",
@@ -136,6 +175,8 @@ def render(facts: DataFacts) -> str:
         "3. Views: view k of an identity uses its photos in turn; the first view of each photo is the "
         "clean aligned crop, the next ones are mild, the last ones hard:",
         *_augmentation(),
+        "",
+        *(_detector_recipe() if facts.detector_eval else []),
         "",
         *_identity_table(facts),
         "",
@@ -162,6 +203,17 @@ def render(facts: DataFacts) -> str:
         "upscaled by alignment; the hanks photo is already a tight crop, padded by replicating its "
         "border so the detector sees context.",
         "- The PNGs are ordinary colour images; SFace takes them as RGB 0..255 NCHW (see packager.toml).",
+        *(
+            [
+                "- The detector frames show the same few photos again and again (placed differently); "
+                "calibration and evaluation share photos, not frames. A handful of faces per frame, "
+                "no crowds, no profile views: enough to see whether a variant finds the faces FP32 finds "
+                "and puts the boxes and landmarks in the same place, not to measure YuNet's recall. "
+                "YuNet takes them as BGR 0..255 NCHW (see packager.toml).",
+            ]
+            if facts.detector_eval
+            else []
+        ),
         "",
     ]
     return "\n".join(lines)
