@@ -154,7 +154,7 @@ def test_manifest_lists_every_output_the_app_receives(tiny_project) -> None:
         model_factory.mobilefacenet_like(size=32, seed=1, batch="N", opset=11, two_heads=True),
         config.parent / "model.onnx",
     )
-    config.write_text(config.read_text().replace('output = { kind', 'output = { name = "embedding", kind'))
+    config.write_text(config.read_text().replace("output = { kind", 'output = { name = "embedding", kind'))
     outcome = build_project(load_config(config), BuildOptions())
     manifest = json.loads((outcome.bundle / "manifest.json").read_text())
     model = manifest["models"][0]
