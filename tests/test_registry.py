@@ -24,3 +24,13 @@ def test_unknown_variant_lists_valid_names() -> None:
 def test_duplicate_registration_is_refused() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("fp16", needs_calibration=False, summary="again")(lambda ctx: {})
+
+
+def test_loading_every_recipe_does_not_import_the_config_module() -> None:
+    # config validates variant names with the registry: the registry must not import config back.
+    import subprocess
+    import sys
+
+    code = "import sys, packager.quantize.registry as r; r.names(); print('packager.config' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -23,10 +23,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from packager.config import CalibrationSpec
 from packager.quantize.calibration import (
     QdqSettings,
     calibrate,
@@ -35,6 +35,9 @@ from packager.quantize.calibration import (
 )
 from packager.validate.metrics import cosine_stats
 from packager.validate.runners import OrtRunner
+
+if TYPE_CHECKING:  # config imports the recipe registry: no import back at run time
+    from packager.config import CalibrationSpec
 
 PREPROCESSED = "preprocessed.onnx"
 INT8 = "int8.onnx"

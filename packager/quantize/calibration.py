@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from packager.config import CalibrationSpec
 from packager.validate.runners import ProgressFn
+
+if TYPE_CHECKING:  # config imports the recipe registry: no import back at run time
+    from packager.config import CalibrationSpec
 
 if TYPE_CHECKING:
     import onnx

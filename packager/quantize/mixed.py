@@ -37,8 +37,8 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packager.config import MixedSpec, ModelSpec
 from packager.quantize.calibrated import Calibrated
 from packager.quantize.calibration import build_qdq, quantizable_nodes
 from packager.quantize.registry import QuantizeContext, register
@@ -46,6 +46,9 @@ from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
 from packager.quantize.static_qdq import calibrated_of
 from packager.validate.metrics import cosine_stats
 from packager.validate.runners import OrtRunner
+
+if TYPE_CHECKING:  # config imports the recipe registry: no import back at run time
+    from packager.config import MixedSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
