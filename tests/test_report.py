@@ -275,7 +275,7 @@ def test_summary_header_says_which_mode_is_accuracy_and_which_is_speed(build: Bu
 def test_summary_row_of_failing_variant_uses_its_gate_mode(build: BuildResult) -> None:
     # flips 2.5% against 1% is further from its bar than the AUC drop or the cosine: the worst gate
     assert _row(render_markdown(build), "int8-qdq") == [
-        "int8-qdq", "9.80", "0.253", "fc1", "decision flips vs FP32", REF, "2.50%", "<= 1.00%", "12.00",
+        "int8-qdq", "9.80", "0.253", "fc1", "max_decision_flips", REF, "2.50%", "<= 1.00%", "12.00",
         "0.60x", "FAIL",
     ]  # fmt: skip
 
@@ -301,7 +301,7 @@ def test_summary_speed_is_na_without_a_default_mode(detector: BuildResult) -> No
 
 def test_summary_row_of_passing_variant(build: BuildResult) -> None:
     assert _row(render_markdown(build), "fp16") == [
-        "fp16", "19.35", "0.500", "fc1", "mean cosine vs FP32", REF, "0.99998", ">= 0.99000", "19.00",
+        "fp16", "19.35", "0.500", "fc1", "min_mean_cosine", REF, "0.99998", ">= 0.99000", "19.00",
         "0.95x", "PASS",
     ]  # fmt: skip
 
@@ -399,7 +399,7 @@ def test_html_embeds_a_png_roc_and_links_nowhere(build: BuildResult) -> None:
 
 def test_html_carries_the_same_table_cells(build: BuildResult) -> None:
     html = render_html(build)
-    assert "<td>int8-qdq</td><td>9.80</td><td>0.253</td><td>fc1</td><td>decision flips vs FP32</td>" in html
+    assert "<td>int8-qdq</td><td>9.80</td><td>0.253</td><td>fc1</td><td>max_decision_flips</td>" in html
     assert '<td class="fail">FAIL</td>' in html
 
 
@@ -512,10 +512,10 @@ def test_summary_worst_output_is_the_failing_one(detector: BuildResult) -> None:
     summary = summary_table(detector.models[0])
     rows = {row[0]: row for row in summary.rows}
     # the heatmap's gates come first and pass; the boxes' cosine fails and is what the summary shows
-    assert rows["int8-qdq"][3:8] == ["boxes", "mean cosine vs FP32", REF, "0.9500", ">= 0.9900"]
+    assert rows["int8-qdq"][3:8] == ["boxes", "min_mean_cosine", REF, "0.9500", ">= 0.9900"]
     assert rows["int8-qdq"][-1] == "FAIL"
     # all pass: the one with the least margin (boxes' cosine 0.99999 vs 0.99 beats SQNR 62.5 vs 30)
-    assert rows["fp16"][3:8] == ["boxes", "mean cosine vs FP32", REF, "0.99999", ">= 0.99000"]
+    assert rows["fp16"][3:8] == ["boxes", "min_mean_cosine", REF, "0.99999", ">= 0.99000"]
     assert _row(render_markdown(detector), "int8-qdq") == ["int8-qdq", *rows["int8-qdq"][1:]]
 
 
