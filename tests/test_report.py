@@ -267,7 +267,7 @@ def _header(markdown: str, after: str) -> list[str]:
 
 def test_summary_header_says_which_mode_is_accuracy_and_which_is_speed(build: BuildResult) -> None:
     assert _header(render_markdown(build), "## Summary") == [
-        "variant", "size MB", "size ratio", "worst output", "gate metric", "gate mode", "value", "bar",
+        "variant", "size MB", "size ratio", "worst output", "gate", "gate mode", "value", "bar",
         "p50 ms (default kernels)", "latency vs FP32", "result",
     ]  # fmt: skip
 
