@@ -251,6 +251,7 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
             run=lambda ctx: _run_validate(config, spec, names, variant, VARIANT_MODES, ctx),
             inputs={
                 "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
+                "baseline": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 "reference_outputs": StepOutput(names.validate(BASELINE), OUTPUTS_FILE),
                 **_evaluation_inputs(config, spec, names),
             },
@@ -272,6 +273,7 @@ def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) 
         run=lambda ctx: _run_validate(config, spec, names, product.variant, VARIANT_MODES, ctx, product),
         inputs={
             "model": product.source,
+            "baseline": StepOutput(names.prepare, f"{BASELINE}.onnx"),
             "reference_outputs": StepOutput(names.validate(BASELINE), OUTPUTS_FILE),
             **_evaluation_inputs(config, spec, names),
         },
@@ -370,6 +372,7 @@ def _run_validate(
         if product is None
         else f"{product.platform} {product.format} artifact of {spec.name}:{variant}",
         task=task,
+        baseline=ctx.inputs.get("baseline"),
     )
     np.savez(ctx.out / OUTPUTS_FILE, **outputs)
     return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}

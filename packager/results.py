@@ -96,6 +96,9 @@ class ModeResult(_Frozen):
     latency: Latency
     task: list[TaskResult] = []
     """The task check's metrics (boxes matched, labels equal...), when the model has one."""
+    baseline_latency: Latency | None = None
+    """FP32 timed in the same step, runs interleaved with this artifact's (default mode only): the
+    latency ratio compares numbers taken under the same machine load."""
     optimization_level: str = "all"
     """onnxruntime graph optimization level the artifact ran at: ``disabled`` in reference mode; in
     default mode ``all`` unless ORT could not load it there (then see ``optimization_fallback``)."""

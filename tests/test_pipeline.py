@@ -162,3 +162,14 @@ def test_manifest_lists_every_output_the_app_receives(tiny_project) -> None:
     assert model["primary_output"] == "embedding"
     for artifact in manifest["artifacts"]:
         assert [o["name"] for o in artifact["outputs"]] == ["logits", "embedding"]
+
+
+def test_each_variant_is_timed_interleaved_with_fp32_in_its_own_step(tiny_project) -> None:
+    from packager.report.tables import latency_ratio
+
+    outcome = build_project(load_config(tiny_project(variants='["fp16"]')), BuildOptions())
+    model = outcome.result.models[0]
+    default = model.variants[0].modes["default"]
+    assert default.baseline_latency is not None and default.baseline_latency.runs == default.latency.runs == 3
+    assert model.variants[0].modes["reference"].baseline_latency is None  # speed is a default-mode figure
+    assert latency_ratio(model.variants[0], model) == default.latency.p50_ms / default.baseline_latency.p50_ms

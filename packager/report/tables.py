@@ -217,11 +217,20 @@ def mode_order(modes: dict[str, ModeResult]) -> list[str]:
 
 
 def latency_ratio(variant: VariantResult, model: ModelResult) -> float | None:
-    """The variant's p50 over FP32's, both in :data:`SPEED_MODE`; None when either was not measured."""
-    own, fp32 = variant.modes.get(SPEED_MODE), model.reference.modes.get(SPEED_MODE)
-    if own is None or fp32 is None or fp32.latency.p50_ms <= 0:
+    """The variant's p50 over FP32's, both in :data:`SPEED_MODE`; None when either was not measured.
+
+    FP32 timed in the variant's own step (runs interleaved, ``baseline_latency``) is preferred over
+    FP32's own step: two steps run minutes apart under different machine load.
+    """
+    own = variant.modes.get(SPEED_MODE)
+    if own is None:
         return None
-    return own.latency.p50_ms / fp32.latency.p50_ms
+    fp32 = own.baseline_latency or (
+        model.reference.modes[SPEED_MODE].latency if SPEED_MODE in model.reference.modes else None
+    )
+    if fp32 is None or fp32.p50_ms <= 0:
+        return None
+    return own.latency.p50_ms / fp32.p50_ms
 
 
 def model_outputs(model: ModelResult) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ from packager.errors import StepError
 from packager.results import ModeResult, OrtMode, OutputMetrics, TaskResult
 from packager.tasks import TaskCheck, TaskContext
 from packager.validate import metrics
-from packager.validate.formats import NotRunnable, cannot_run_here, modes_for, runner_for
+from packager.validate.formats import NotRunnable, Runner, cannot_run_here, modes_for, runner_for
+from packager.validate.runners import OrtRunner
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,12 @@ def evaluate_mode(
     progress: Callable[[int, int], None] | None = None,
     label: str | None = None,
     task: TaskRun | None = None,
+    baseline: Path | None = None,
 ) -> tuple[ModeResult, dict[str, np.ndarray]]:
     """One artifact in one mode: metrics of every output in ``plans`` (and of the task check, if
-    any) and the raw outputs by name.
+    any) and the raw outputs by name. With ``baseline`` (the FP32 model) in the default mode, both
+    are timed with their runs interleaved, so their ratio is not skewed by load that came and went
+    between two steps.
 
     The runner is chosen by the file's format; a converted artifact's outputs are renamed and laid
     out as the ONNX reference's (``data.reference_outputs``). Raises
@@ -149,7 +153,13 @@ def evaluate_mode(
     outputs = runner.run_all(data.tensors, progress)
     reference = outputs if data.reference_outputs is None else data.reference_outputs
     measured = [output_metrics(p, reference[p.name], outputs[p.name], data) for p in plans]
-    times = runner.time(data.tensors[0], latency.runs, latency.warmup)
+    baseline_latency = None
+    if baseline is not None and mode == "default":
+        fp32 = OrtRunner(baseline, "default", threads=latency.threads, label="fp32 baseline")
+        times, fp32_times = interleaved_times(runner, fp32, data.tensors[0], latency)
+        baseline_latency = metrics.latency(fp32_times, latency.threads)
+    else:
+        times = runner.time(data.tensors[0], latency.runs, latency.warmup)
     task_results = [] if task is None else task.run(reference, outputs)
     result = ModeResult(
         mode=mode,
@@ -159,8 +169,23 @@ def evaluate_mode(
         # a runtime without ORT's graph optimization levels (LiteRT) has none to record
         optimization_level=runner.optimization_level or "n/a",
         optimization_fallback=runner.optimization_fallback,
+        baseline_latency=baseline_latency,
     )
     return result, outputs
+
+
+def interleaved_times(
+    runner: Runner, baseline: Runner, sample: np.ndarray, latency: LatencySettings
+) -> tuple[list[float], list[float]]:
+    """Seconds per run of ``runner`` and of ``baseline``, alternating run by run after both warm up."""
+    runner.time(sample, 0, latency.warmup)
+    baseline.time(sample, 0, latency.warmup)
+    own: list[float] = []
+    base: list[float] = []
+    for _ in range(latency.runs):
+        own += runner.time(sample, 1, 0)
+        base += baseline.time(sample, 1, 0)
+    return own, base
 
 
 def evaluate(
@@ -172,9 +197,10 @@ def evaluate(
     progress: Callable[[str, int, int], None],
     label: str | None = None,
     task: TaskRun | None = None,
+    baseline: Path | None = None,
 ) -> tuple[dict[str, ModeResult], dict[str, np.ndarray]]:
     """All modes for one artifact that its format has; returns the first mode's outputs (the
-    reference keeps them).
+    reference keeps them). ``baseline``: the FP32 model, timed interleaved (see :func:`evaluate_mode`).
 
     A mode the artifact's format does not have (``reference`` for a .tflite) is skipped and logged.
     ``label`` names the artifact in progress and errors (default: the file's stem). Raises
@@ -208,6 +234,7 @@ def evaluate(
             lambda done, total, shown=shown: progress(shown, done, total),
             label=name,
             task=task,
+            baseline=baseline,
         )
         results[mode] = result
         first_outputs = outputs if first_outputs is None else first_outputs
