@@ -114,3 +114,28 @@ def separate_shared_outputs(model: onnx.ModelProto) -> list[str]:
         )
     assert outputs == {o.name for o in graph.output}
     return [o.name for o in shared]
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Store the tensors of top-level ``Constant`` nodes (``value`` attribute) as initializers.
+
+    Some exporters (paddle2onnx, older TF converters) keep weights in Constant nodes; ORT's dynamic
+    quantizer then fails ("Expected w1 to be an initializer"). Exact: the same tensor under the same
+    name. Returns how many nodes were replaced.
+    """
+    graph = model.graph
+    moved = []
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        value = next((a for a in node.attribute if a.name == "value" and a.type == a.TENSOR), None)
+        if value is None:
+            continue
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(value.t)
+        tensor.name = node.output[0]
+        graph.initializer.append(tensor)
+        moved.append(node)
+    for node in moved:
+        graph.node.remove(node)
+    return len(moved)

@@ -266,6 +266,32 @@ class ModelSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _every_bar_judges_something(self) -> ModelSpec:
+        """A bar the user set must gate something: a release config that silently drops one is a
+        release that was not checked the way its author thinks."""
+        declared = self.declared_outputs
+        problems = []
+        bars = {"model": self.gates.given(), **{f"output {o.name!r}": o.gates.given() for o in declared}}
+        for where, given in bars.items():
+            pair_gates = [g for g in ("max_auc_drop", "max_decision_flips") if g in given]
+            if pair_gates and self.evaluation.pairs is None:
+                problems.append(f"{where} gates {pair_gates} need evaluation.pairs (labelled pairs)")
+        for out in declared:
+            if "min_mask_iou" in out.gates.given() and out.mask_threshold is None:
+                problems.append(f"output {out.name!r} gate min_mask_iou needs a mask_threshold")
+        model_bars = self.gates.given()
+        if "min_mask_iou" in model_bars and not any(o.mask_threshold is not None for o in declared):
+            problems.append("gates.min_mask_iou needs an output with a mask_threshold")
+        class_gates = [
+            g for g in ("min_top1_agreement", "min_top5_agreement", "max_kl_divergence") if g in model_bars
+        ]
+        if class_gates and not any(o.kind in ("classification", "logits") for o in declared):
+            problems.append(f"gates {class_gates} need an output declared kind classification or logits")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def declared_outputs(self) -> list[OutputSpec]:
         return list(self.outputs) if self.outputs else ([self.output] if self.output else [])

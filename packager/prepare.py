@@ -144,6 +144,9 @@ def _clean(model: onnx.ModelProto, source_ir: int) -> list[str]:
     changes = []
     if source_ir > cleanup.ORT_MAX_IR_VERSION:
         changes.append(f"IR version {source_ir} -> {model.ir_version} (the newest onnxruntime loads)")
+    constants = cleanup.constants_to_initializers(model)
+    if constants:
+        changes.append(f"stored {constants} Constant node tensors as initializers")
     removed = cleanup.drop_initializer_inputs(model)
     if removed:
         changes.append(f"removed {removed} initializers listed as graph inputs")

@@ -81,3 +81,18 @@ def test_an_output_name_the_model_lacks_is_a_config_error(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"output\.name = 'embb'.*outputs are embedding") as err:
         prepare_reference(spec, tmp_path / "fp32.onnx")
     assert err.value.exit_code == 2
+
+
+def test_weights_held_in_constant_nodes_become_initializers_and_int8_dynamic_builds(tmp_path: Path) -> None:
+    def constant_weights() -> onnx.ModelProto:
+        model = model_factory.mobilenet_like()
+        graph = model.graph
+        fc = next(t for t in graph.initializer if list(t.dims) == [64, 24])
+        graph.initializer.remove(fc)
+        graph.node.insert(0, helper.make_node("Constant", [], [fc.name], value=fc, name="fc_weight"))
+        return model
+
+    ctx = context(tmp_path, "int8-dynamic", build=constant_weights)
+    assert not [n for n in onnx.load(str(ctx.reference)).graph.node if n.op_type == "Constant"]
+    registry.get("int8-dynamic").run(ctx)  # before: "Expected ... to be an initializer"
+    assert mean_cosine(ctx.reference, ctx.output, held_out_data()) > 0.98

@@ -143,3 +143,19 @@ def test_output_declarations_are_checked(tmp_path: Path, fields: dict, message: 
 def test_the_primary_output_is_the_first_declared(tmp_path: Path) -> None:
     data = _with_model(outputs=[{"name": "heat", "kind": "dense"}, {"name": "box", "kind": "dense"}])
     assert parse_config(data, tmp_path / "p.toml").models[0].primary_output == "heat"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"gates": {"max_auc_drop": 0.01}}, r"model gates \['max_auc_drop'\] need evaluation.pairs"),
+        (
+            {"outputs": [{"name": "p", "kind": "dense", "gates": {"min_mask_iou": 0.9}}]},
+            "gate min_mask_iou needs a mask_threshold",
+        ),
+        ({"gates": {"min_top1_agreement": 0.99}}, "need an output declared kind classification or logits"),
+    ],
+)
+def test_a_bar_that_could_judge_nothing_is_refused(tmp_path: Path, fields: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_with_model(**fields), tmp_path / "p.toml")
