@@ -108,6 +108,11 @@ def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[St
     """One model's core steps: prepare, calibration data and calibration, evaluation data, the FP32
     reference's validation, and each variant's quantization and validation (see :class:`StepNames`)."""
     names = StepNames(spec.name)
+    if spec.task is not None:  # a task check that does not import fails now, not after the first steps
+        try:
+            load_check(spec.task.check, config.path.parent.resolve())
+        except ConfigError as exc:
+            raise ConfigError(f"{config.path} [models] {spec.name!r}", exc.problems) from None
     steps = [
         Step(
             names.prepare,

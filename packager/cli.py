@@ -116,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser(
         "build",
         help="check, quantize, validate and bundle every model in a packager.toml",
-        description="Build every model in CONFIG: prepare the FP32 reference, quantize each variant, "
-        "validate it against FP32 on the evaluation pairs, apply the release gates and write "
+        description="Build every model in CONFIG: prepare the FP32 baseline, quantize each variant, "
+        "validate every output of it against FP32 on the evaluation images (and pairs, for embeddings), "
+        "build what each platform table ([android], [ios]) asks for, apply the release gates and write "
         "dist/<name>-<version>/ with the models, manifest.json, report.md and report.html. "
         "Unchanged steps are taken from the cache (.packager-cache/ next to the config).",
     )

@@ -56,7 +56,9 @@ def build_project(
     if broken or (options.enforce_gates and gate_failures):
         report = _write_rejected(config, result)
         if broken:
-            raise VariantsFailed(broken + gate_failures, report=report, result=result)
+            # --no-gates waives the gates: then only the variants that could not be built are listed.
+            listed = broken + (gate_failures if options.enforce_gates else [])
+            raise VariantsFailed(listed, report=report, result=result)
         raise GateFailed(gate_failures, report=report, result=result)
     bundle = write_bundle(out_root, result, files, write_report)
     return BuildOutcome(result, bundle, step_results)

@@ -136,8 +136,13 @@ def parse_target_tables(tables: dict[str, Any], source: object) -> dict[str, Bas
     parsed: dict[str, BaseModel] = {}
     for name, table in tables.items():
         if name not in targets:
-            known = ", ".join(sorted(targets)) or "none installed"
-            problems.append(f"unknown table [{name}]; one of: {known}")
+            if targets:
+                problems.append(f"unknown table [{name}]; one of: {', '.join(sorted(targets))}")
+            else:
+                problems.append(
+                    f"unknown table [{name}]: no platform target is installed (a target registers under "
+                    f"the {ENTRY_POINT_GROUP!r} entry-point group); remove the table or install its target"
+                )
             continue
         try:
             parsed[name] = targets[name].schema.model_validate(table)

@@ -49,7 +49,13 @@ def project(tiny_assets: Path, tmp_path: Path):  # -> factory
 
 def _manifest(config: Path) -> dict:
     outcome = build_project(load_config(config), BuildOptions())
-    return json.loads((outcome.bundle / "manifest.json").read_text())
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    manifest["_bundle"] = str(outcome.bundle)  # for tests that read the report beside it
+    return manifest
+
+
+def project_root_of(manifest: dict) -> Path:
+    return Path(manifest["_bundle"])
 
 
 def _gates(manifest: dict, model: int, variant: str) -> list[tuple[str, str]]:
@@ -142,3 +148,39 @@ def test_a_task_check_is_reported_and_gated_beside_the_tensor_metrics(project) -
     assert task["label_match"] == 1.0 and task["top5_overlap"] == 1.0
     gate = next(g for g in fp16["gates"] if g["output"] == "task")
     assert gate["name"] == "task:label_match" and gate["comparison"] == ">=" and gate["passed"]
+    report = (project_root_of(manifest) / "report.md").read_text()
+    task_section = report[report.index("### Task check") :]
+    assert "| fp16 | 1.0000 | 1.0000 |" in task_section and "`top5_overlap`" in task_section
+
+
+def test_a_task_gate_on_a_metric_the_check_does_not_report_lists_the_real_ones(project) -> None:
+    from packager.errors import ConfigError
+
+    classifier = {
+        "name": "classifier",
+        "source": "classifier.onnx",
+        "outputs": 'output = { name = "logits", kind = "logits" }',
+        "evaluation": 'images = "eval"',
+        "variants": '["fp16"]',
+        "gates": 'task = { check = "packager.tasks.topk:check", gates = { label_mach = 0.95 } }',
+    }
+    with pytest.raises(
+        ConfigError, match=r"no metric \['label_mach'\]; it reports: label_match, top5_overlap"
+    ):
+        _manifest(project(classifier))
+
+
+def test_a_task_check_that_does_not_import_fails_before_any_step_runs(project) -> None:
+    from packager.errors import ConfigError
+    from packager.plan import make_plan
+
+    classifier = {
+        "name": "classifier",
+        "source": "classifier.onnx",
+        "outputs": 'output = { name = "logits", kind = "logits" }',
+        "evaluation": 'images = "eval"',
+        "variants": '["fp16"]',
+        "gates": 'task = { check = "nope:check" }',
+    }
+    with pytest.raises(ConfigError, match=r"'classifier'.*cannot import 'nope'"):
+        make_plan(load_config(project(classifier)), BuildOptions())

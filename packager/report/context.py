@@ -31,7 +31,7 @@ from packager.report.tables import (
     verification_note,
     verification_tables,
 )
-from packager.results import BuildResult, IOInfo, ModelResult, VariantResult
+from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
 
 SUMMARY_NOTE = (
     "Accuracy is each variant's worst output in its gate mode, the mode its release gates judge: the "
@@ -99,6 +99,10 @@ class ModelView:
     """Statements a release engineer must read: failed variants, values a converter clamped, nodes
     kept in float and why, an optimization level the app must use."""
     failures: Table | None = None
+    task: Table | None = None
+    """The task check's metrics per variant (gate mode), when the model has a task check."""
+    task_legend: list[tuple[str, str]] = field(default_factory=list)
+    """Each task metric's description, from the check itself."""
     roc_png: str | None = None
     """A ``data:image/png;base64,...`` URI, filled for the HTML report only."""
 
@@ -262,7 +266,40 @@ def model_view(model: ModelResult) -> ModelView:
         platforms=platform_tables(model),
         findings=_findings(model),
         failures=_failures(model),
+        task=_task_table(model),
+        task_legend=_task_legend(model),
     )
+
+
+def _measured(model: ModelResult) -> list[tuple[str, ModeResult | None]]:
+    rows = [(v.variant, v.modes.get(v.gate_mode)) for v, _ in all_variants(model)]
+    return rows + [
+        (f"{a.platform}:{a.variant} ({a.format})", a.modes.get(a.gate_mode)) for a in model.artifacts
+    ]
+
+
+def _task_table(model: ModelResult) -> Table | None:
+    """Variant x task metric in the gate mode; every metric the check reports, gated or not."""
+    measured = _measured(model)
+    names: list[str] = []
+    for _, mode in measured:
+        names += [t.name for t in (mode.task if mode else []) if t.name not in names]
+    if not names:
+        return None
+    rows = []
+    for label, mode in measured:
+        found = {t.name: t.value for t in (mode.task if mode else [])}
+        rows.append([label, *(fmt.number(found.get(n)) for n in names)])
+    return Table(["variant", *names], rows)
+
+
+def _task_legend(model: ModelResult) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for _, mode in _measured(model):
+        for t in mode.task if mode else []:
+            better = "higher is better" if t.higher_is_better else "lower is better"
+            seen.setdefault(t.name, f"{t.description} ({better})")
+    return list(seen.items())
 
 
 def report_view(result: BuildResult) -> ReportView:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from packager.errors import ConfigError
 from packager.results import GateResult, ModeResult, OutputMetrics
 
 if TYPE_CHECKING:
@@ -173,9 +174,16 @@ TASK_OUTPUT = "task"
 def evaluate_task_gates(candidate: ModeResult, bars: dict[str, float]) -> list[GateResult]:
     """Gates on the task check's metrics (``task.gates``); the check says which direction is better.
 
-    A bar on a metric the check did not report fails with ``value=None`` (named, so a typo shows).
+    A bar on a metric the check does not report is a config error listing what it does report (a
+    typo in a release bar must not pass or fail silently); a metric reported as None fails.
     """
     found = {t.name: t for t in candidate.task}
+    unknown = sorted(set(bars) - set(found))
+    if unknown and candidate.task:
+        raise ConfigError(
+            "task.gates",
+            [f"the task check reports no metric {unknown}; it reports: {', '.join(sorted(found))}"],
+        )
     results = []
     for name, bar in bars.items():
         metric = found.get(name)
