@@ -45,7 +45,9 @@ class InputSpec(_Strict):
     mean: Annotated[list[float], Field(min_length=1, max_length=3)] = [0.0, 0.0, 0.0]
     std: Annotated[list[float], Field(min_length=1, max_length=3)] = [1.0, 1.0, 1.0]
     layout: Literal["NCHW", "NHWC"] = "NCHW"
-    resize: Literal["stretch", "center-crop"] = "stretch"
+    resize: Literal["stretch", "center-crop", "letterbox"] = "stretch"
+    """How a frame of another size becomes ``size``: ``stretch`` both axes, ``center-crop`` after
+    scaling to cover, or ``letterbox`` (scale to fit, centred on black) as detectors expect."""
 
     @field_validator("size")
     @classmethod

@@ -42,7 +42,28 @@ def _resize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
         return scaled[top : top + h, left : left + w]
     if image.shape[:2] == (h, w):
         return image
+    if spec.resize == "letterbox":
+        return _letterbox(image, h, w)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+LETTERBOX_FILL = 0
+"""Pixel value (every channel, 0..255) around a letterboxed image: black, as detectors are trained."""
+
+
+def _letterbox(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Scale to fit inside h x w keeping the aspect ratio, centred on a LETTERBOX_FILL canvas.
+
+    Detectors (YuNet, CenterFace) must not see a 16:9 frame stretched to a square: faces would be
+    distorted. The scaled size rounds half away from zero and the offsets floor, both in pixels.
+    """
+    scale = min(h / image.shape[0], w / image.shape[1])
+    nw = max(1, min(w, round(image.shape[1] * scale)))
+    nh = max(1, min(h, round(image.shape[0] * scale)))
+    canvas = np.full((h, w, *image.shape[2:]), LETTERBOX_FILL, dtype=image.dtype)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    canvas[top : top + nh, left : left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas
 
 
 def to_tensor(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -70,6 +91,7 @@ def describe(spec: InputSpec) -> dict[str, object]:
     return {
         "size_hw": list(spec.size),
         "resize": spec.resize,
+        **({"letterbox_fill": LETTERBOX_FILL, "letterbox_align": "center"} if spec.resize == "letterbox" else {}),
         "interpolation": "bilinear",
         "channels": spec.channels,
         "pixel_range": [0, 255],

@@ -60,3 +60,16 @@ def test_read_image_returns_bgr(tmp_path: Path) -> None:
     path = tmp_path / "x.png"
     cv2.imwrite(str(path), _bgr())
     np.testing.assert_array_equal(read_image(path)[0, 0], [10, 20, 30])
+
+
+def test_letterbox_keeps_the_aspect_ratio_centred_on_black() -> None:
+    from packager.config import InputSpec
+    from packager.preprocess import to_tensor
+
+    wide = np.full((90, 160, 3), 200, np.uint8)  # a 16:9 frame
+    spec = InputSpec(size=[64, 64], channels="BGR", layout="NHWC", resize="letterbox")
+    tensor = to_tensor(wide, spec)
+    assert tensor.shape == (64, 64, 3)
+    rows = np.flatnonzero(tensor[:, 32, 0] > 0)
+    assert (rows.min(), rows.max()) == (14, 49)  # 36 rows of image (90 * 64/160), centred
+    assert tensor[0, 32, 0] == 0 and tensor[32, 0, 0] == 200
