@@ -49,6 +49,7 @@ def _resize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 LETTERBOX_FILL = 0
 """Pixel value (every channel, 0..255) around a letterboxed image: black, as detectors are trained."""
+LETTERBOX_FACTS = {"letterbox_fill": LETTERBOX_FILL, "letterbox_align": "center"}
 
 
 def _letterbox(image: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -91,7 +92,7 @@ def describe(spec: InputSpec) -> dict[str, object]:
     return {
         "size_hw": list(spec.size),
         "resize": spec.resize,
-        **({"letterbox_fill": LETTERBOX_FILL, "letterbox_align": "center"} if spec.resize == "letterbox" else {}),
+        **(LETTERBOX_FACTS if spec.resize == "letterbox" else {}),
         "interpolation": "bilinear",
         "channels": spec.channels,
         "pixel_range": [0, 255],
