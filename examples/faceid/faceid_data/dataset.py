@@ -175,26 +175,38 @@ def encode_png(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def write_views(data_dir: Path, views: Iterable[View], align: Align) -> dict[str, bytes]:
-    """Render and write each view; returns the PNG bytes by relative path (for hashing/checks)."""
+def write_pngs(data_dir: Path, pngs: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Write each ``(relative path, PNG bytes)``; returns the bytes by relative path (for hashing/checks)."""
     written: dict[str, bytes] = {}
-    for view in views:
-        png = encode_png(render_view(view.face.image, view.face.row, view.params, align))
-        path = data_dir / view.relpath
+    for relpath, png in pngs:
+        path = data_dir / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
-        written[view.relpath] = png
+        written[relpath] = png
     return written
 
 
-def check_disjoint(written: dict[str, bytes]) -> None:
+def write_views(data_dir: Path, views: Iterable[View], align: Align) -> dict[str, bytes]:
+    """Render and write each view; returns the PNG bytes by relative path (for hashing/checks)."""
+    return write_pngs(
+        data_dir,
+        ((v.relpath, encode_png(render_view(v.face.image, v.face.row, v.params, align))) for v in views),
+    )
+
+
+def check_disjoint(
+    written: dict[str, bytes],
+    eval_dir: str = EVAL_DIR,
+    calibration_dir: str = CALIBRATION_DIR,
+    what: str = "calibration images identical to evaluation images",
+) -> None:
     """Calibration must not contain an evaluation image (it would flatter static INT8)."""
-    eval_bytes = {png for rel, png in written.items() if rel.startswith(f"{EVAL_DIR}/")}
+    eval_bytes = {png for rel, png in written.items() if rel.startswith(f"{eval_dir}/")}
     clash = sorted(
-        rel for rel, png in written.items() if rel.startswith(f"{CALIBRATION_DIR}/") and png in eval_bytes
+        rel for rel, png in written.items() if rel.startswith(f"{calibration_dir}/") and png in eval_bytes
     )
     if clash:
-        raise PrepareError(f"calibration images identical to evaluation images: {clash[:3]}")
+        raise PrepareError(f"{what}: {clash[:3]}")
 
 
 def views_csv(views: Iterable[View]) -> str:

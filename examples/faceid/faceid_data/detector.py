@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceid_data import PrepareError
+from faceid_data import PrepareError, dataset
 from faceid_data import augment as aug
 from faceid_data.faces import DETECTION_SCORE, Photo
 
@@ -165,37 +165,20 @@ def render(view: DetectorView, images: dict[str, np.ndarray]) -> np.ndarray:
     return canvas
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise PrepareError("OpenCV failed to PNG-encode a detector frame")
-    return encoded.tobytes()
-
-
 def write_views(data_dir: Path, views: Iterable[DetectorView], photos: Sequence[Photo]) -> dict[str, bytes]:
     """Render and write each view; returns the PNG bytes by relative path."""
     images = {photo.key: photo.image for photo in photos}
     if len(images) != len(photos):
         keys = sorted(photo.key for photo in photos)
         raise PrepareError(f"two photos share a file name ({keys}); rename one in sources.toml")
-    written: dict[str, bytes] = {}
-    for view in views:
-        png = encode_png(render(view, images))
-        path = data_dir / view.relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
-        written[view.relpath] = png
-    return written
+    return dataset.write_pngs(data_dir, ((v.relpath, dataset.encode_png(render(v, images))) for v in views))
 
 
 def check_disjoint(written: dict[str, bytes]) -> None:
     """No calibration frame may be an evaluation frame (it would flatter static INT8)."""
-    eval_bytes = {png for rel, png in written.items() if rel.startswith(f"{EVAL_DIR}/")}
-    clash = sorted(
-        rel for rel, png in written.items() if rel.startswith(f"{CALIBRATION_DIR}/") and png in eval_bytes
+    dataset.check_disjoint(
+        written, EVAL_DIR, CALIBRATION_DIR, "detector calibration frames identical to evaluation frames"
     )
-    if clash:
-        raise PrepareError(f"detector calibration frames identical to evaluation frames: {clash[:3]}")
 
 
 def views_csv(views: Iterable[DetectorView], photos: Sequence[Photo]) -> str:
