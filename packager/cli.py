@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from packager.errors import ConfigError, GateFailed, PackagerError, VariantsFailed
+from packager.errors import BuildRejected, ConfigError, PackagerError, first_line
 
 if TYPE_CHECKING:
     from packager.config import Config
@@ -234,7 +234,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 state = (
                     f"[yellow]skipped[/] ({escape(result.root)} failed)"
                     if result.skipped
-                    else f"[red]FAILED[/] {escape(_first_line(str(result.error)))}"
+                    else f"[red]FAILED[/] {escape(first_line(result.error))}"
                 )
             elif result.cached:
                 state = "cached"
@@ -244,7 +244,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         try:
             outcome = build_project(config, options, out=args.out, progress=progress, on_step=on_step)
-        except (GateFailed, VariantsFailed) as exc:
+        except BuildRejected as exc:
             result = exc.result if isinstance(exc.result, BuildResult) else None
             if result is not None:
                 _print_summary(result)
@@ -286,10 +286,6 @@ def _warn_earlier_bundle(config: Config, out: Path | None) -> None:
             "this build wrote nothing",
             soft_wrap=True,
         )
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _print_summary(result: BuildResult) -> None:

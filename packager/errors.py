@@ -9,6 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, or its type name when it has none.
+
+    Tools written in C++ (onnx, onnxruntime, LiteRT) put stack frames and source locations after
+    the sentence that says what went wrong; a one-line error keeps that sentence.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PackagerError(Exception):
     """Root of every error packager raises on purpose."""
 
@@ -73,28 +83,42 @@ class OutputError(PackagerError):
         super().__init__(f"{path}: {problem}. Fix: {fix}")
 
 
-class GateFailed(PackagerError):
+class BuildRejected(PackagerError):
+    """The build ran and will not ship: ``failures`` say why, one line each; ``report`` is the
+    rejected build's report and ``result`` its ``BuildResult``."""
+
+    def __init__(
+        self,
+        headline: str,
+        failures: list[str],
+        lead: str,
+        separator: str,
+        report: Path | None,
+        result: object,
+    ) -> None:
+        self.failures = failures
+        self.report = report
+        self.result = result
+        where = f" (report: {report})" if report else ""
+        super().__init__(f"{headline}{where}:{lead}" + separator.join(failures))
+
+
+class GateFailed(BuildRejected):
     """Validation ran, and at least one release gate is not met."""
 
     exit_code = 3
 
     def __init__(self, failures: list[str], report: Path | None = None, result: object = None) -> None:
-        self.failures = failures
-        self.report = report
-        self.result = result
-        where = f" (report: {report})" if report else ""
-        super().__init__(f"release gates failed{where}: " + "; ".join(failures))
+        super().__init__("release gates failed", failures, " ", "; ", report, result)
 
 
-class VariantsFailed(PackagerError):
+class VariantsFailed(BuildRejected):
     """Required variants could not be built or validated; the others were, and the report says so."""
 
     def __init__(self, failures: list[str], report: Path | None = None, result: object = None) -> None:
-        self.failures = failures
-        self.report = report
-        self.result = result
-        where = f" (report: {report})" if report else ""
-        super().__init__(f"{len(failures)} required variant(s) failed{where}:\n  " + "\n  ".join(failures))
+        super().__init__(
+            f"{len(failures)} required variant(s) failed", failures, "\n  ", "\n  ", report, result
+        )
 
 
 class UnknownName(ConfigError):

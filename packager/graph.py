@@ -19,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from packager.config import InputSpec
-from packager.errors import ModelError
+from packager.errors import ModelError, first_line
 from packager.results import IOInfo
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,10 @@ def load_model(path: Path, *, check: bool = True) -> onnx.ModelProto:
         try:
             onnx.checker.check_model(model, full_check=False)
         except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
             raise ModelError(
-                path, f"onnx.checker rejects the model: {first}", "re-export with a current exporter"
+                path,
+                f"onnx.checker rejects the model: {first_line(exc)}",
+                "re-export with a current exporter",
             ) from None
     return model
 
@@ -207,7 +208,7 @@ def _shape_inference_error(model: onnx.ModelProto) -> str | None:
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:  # inference errors come from C++ as several exception types
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return first_line(exc)
     return None
 
 
@@ -427,9 +428,8 @@ def infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False, data_prop=True)
     except Exception as exc:  # inference errors come from C++ as several exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             path,
-            f"onnx shape inference rejects the model's types or shapes ({first})",
+            f"onnx shape inference rejects the model's types or shapes ({first_line(exc)})",
             "re-export the model with a current exporter (the node named above is where its types disagree)",
         ) from None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from packager import cleanup, graph
 from packager.config import InputSpec, ModelSpec
-from packager.errors import ConfigError, ModelError
+from packager.errors import ConfigError, ModelError, first_line
 from packager.results import IOInfo
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def _run_at(
 
 
 def _ort_reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     # Drop ORT's C++ source location ("/onnxruntime_src/...h:45 Fn(args) x == y was false. ").
     text = re.sub(r"/onnxruntime_src/\S+ .*? was false\. ", "", text)

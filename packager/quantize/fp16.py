@@ -39,7 +39,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from packager.errors import ConversionError
+from packager import cleanup
+from packager.errors import ConversionError, first_line
 from packager.quantize import fp16_graph, fp16_range
 from packager.quantize.registry import QuantizeContext, register
 
@@ -87,7 +88,7 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     kept_imports = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
     del model.opset_import[:]
     model.opset_import.extend(kept_imports)
-    upcast = fp16_graph.upcast_fp16_constants(model.graph)
+    upcast = cleanup.upcast_fp16_weights(model)  # ORT's folding wraps FP16 weights in Casts again
     model = onnx.shape_inference.infer_shapes(model)
     types = fp16_graph.elem_types(model.graph)
 
@@ -159,7 +160,7 @@ def _fold(reference: Path, output: Path, step: str) -> Path:
     try:
         ort.InferenceSession(str(reference), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several pybind exception types
-        raise ConversionError(step, FOLDER, _first_line(exc), FIX) from exc
+        raise ConversionError(step, FOLDER, first_line(exc), FIX) from exc
     return output
 
 
@@ -178,7 +179,7 @@ def _audit(model: onnx.ModelProto, data: np.ndarray, step: str) -> fp16_range.Ra
     try:
         return fp16_range.audit_activations(model, data)
     except Exception as exc:  # onnxruntime's own errors; the FP32 model loaded before, so say which run
-        raise ConversionError(step, "onnxruntime (FP16 range audit run)", _first_line(exc), FIX) from exc
+        raise ConversionError(step, "onnxruntime (FP16 range audit run)", first_line(exc), FIX) from exc
 
 
 def _convert(model: onnx.ModelProto, kept: set[str], step: str) -> onnx.ModelProto:
@@ -199,7 +200,7 @@ def _convert(model: onnx.ModelProto, kept: set[str], step: str) -> onnx.ModelPro
                 check_fp16_ready=False,
             )
     except Exception as exc:  # the converter raises ValueError, AssertionError, KeyError...
-        raise ConversionError(step, CONVERTER, f"{type(exc).__name__}: {_first_line(exc)}", FIX) from exc
+        raise ConversionError(step, CONVERTER, f"{type(exc).__name__}: {first_line(exc)}", FIX) from exc
 
 
 def _check_loads(path: Path, step: str) -> None:
@@ -212,17 +213,12 @@ def _check_loads(path: Path, step: str) -> None:
     try:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        message = _first_line(exc)
+        message = first_line(exc)
         node = re.search(r"node \(([^()]+)\)|node with name '([^']+)'", message)
         name = next((g for g in node.groups() if g), None) if node else None
         raise ConversionError(
             step, CONVERTER, f"wrote a model onnxruntime refuses: {message}", FIX, node=name
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- what stays float ------------------------------------------------------------------------

@@ -7,9 +7,8 @@ run; each function says why.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 
 from packager import cleanup
 
@@ -51,25 +50,6 @@ def float_output_casts(graph: onnx.GraphProto) -> list[str]:
     """
     outputs = {o.name for o in graph.output}
     return sorted(n.name for n in graph.node if cast_to(n) == TensorProto.FLOAT and n.output[0] in outputs)
-
-
-def upcast_fp16_constants(graph: onnx.GraphProto) -> int:
-    """Replace ``Cast(to=FLOAT)`` of an FP16 initializer by that initializer in FP32 (exact)."""
-    fp16 = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
-    outputs = {o.name for o in graph.output}
-    done = []
-    for node in graph.node:
-        if cast_to(node) == TensorProto.FLOAT and node.input[0] in fp16 and node.output[0] not in outputs:
-            array = numpy_helper.to_array(fp16[node.input[0]]).astype(np.float32)
-            graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
-            done.append(node)
-    for node in done:
-        graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input} | outputs
-    for name, tensor in fp16.items():
-        if name not in used:
-            graph.initializer.remove(tensor)
-    return len(done)
 
 
 def retarget_float_casts(graph: onnx.GraphProto, kept: set[str]) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from packager.errors import ConversionError, StepError
+from packager.errors import ConversionError, StepError, first_line
 from packager.results import OrtMode
 
 ProgressFn = Callable[[int, int], None]
@@ -52,17 +52,12 @@ _ORT_SOURCE = re.compile(r"/onnxruntime_src/\S+:\d+\s*")
 _CPP_SIGNATURE = re.compile(r"(?:\w+\s+)?(?:[\w]+::)+[\w~]+\([^()]*\)\s*(?:const\s*)?")
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def ort_cause(exc: Exception, model: Path, label: str) -> str:
     """ORT's message without its C++ source location and signature, naming ``label``, not the file.
 
     The model's path is usually a step output in the cache, which means nothing to the user.
     """
-    text = _first_line(exc).replace(str(model), label)
+    text = first_line(exc).replace(str(model), label)
     text = _CPP_SIGNATURE.sub("", _ORT_SOURCE.sub("", _ORT_PREFIX.sub("", text)))
     return " ".join(text.split())
 
@@ -287,7 +282,7 @@ class TFLiteRunner:
             raise ConversionError(
                 f"load {self.label}",
                 "LiteRT",
-                f"cannot load {self.label}: {_first_line(exc).replace(str(model), self.label)}",
+                f"cannot load {self.label}: {first_line(exc).replace(str(model), self.label)}",
                 "the converter wrote ops the LiteRT interpreter lacks: drop this artifact or change the "
                 "model so the converter emits builtin ops (the build log has the full message)",
             ) from None
@@ -368,7 +363,7 @@ class TFLiteRunner:
             except Exception as exc:  # LiteRT raises RuntimeError/ValueError with its own text
                 raise StepError(
                     f"run {self.label}",
-                    f"LiteRT failed on input {i} (shape {list(feed.shape)}): {_first_line(exc)}",
+                    f"LiteRT failed on input {i} (shape {list(feed.shape)}): {first_line(exc)}",
                     "check that [models].input (size, layout, channels) matches the model",
                 ) from None
             for name, value in values.items():
