@@ -60,6 +60,32 @@ def calibration_data() -> np.ndarray:
     return np.random.default_rng(7).uniform(0, 255, (16, 3, 32, 32)).astype(np.float32)
 
 
+def fp16_context(tmp_path: Path, model: onnx.ModelProto, data: np.ndarray | None = None) -> QuantizeContext:
+    """A context for the fp16 recipe on ``model`` used as its own reference (input [1, C, 8, 8]),
+    with ``data`` as calibration tensors (the range audit's input) when given."""
+    reference = tmp_path / "reference.onnx"
+    onnx.save(model, str(reference))
+    calibration = None
+    if data is not None:
+        calibration = tmp_path / "calibration.npy"
+        np.save(calibration, data)
+    fields = {
+        "name": "m",
+        "source": str(reference),
+        "input": {"size": [8, 8]},
+        "output": {"kind": "embedding", "normalize": "none"},
+        "evaluation": {"images": "eval"},
+        "variants": ["fp16"],
+    }
+    if data is not None:
+        fields["calibration"] = {"images": str(tmp_path), "min_count": 1}
+    data_in = {"project": {"name": "a", "version": "1"}, "models": [fields]}
+    spec = parse_config(data_in, tmp_path / "p.toml").models[0]
+    work = tmp_path / "work"
+    work.mkdir()
+    return QuantizeContext(spec, reference, tmp_path / "fp16.onnx", work, calibration_data=calibration)
+
+
 def op_counts(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in onnx.load(str(path)).graph.node:

@@ -63,6 +63,14 @@ def _gates(manifest: dict, model: int, variant: str) -> list[tuple[str, str]]:
     return [(g["output"], g["name"]) for g in found["gates"]]
 
 
+LOGITS = {
+    "name": "classifier",
+    "source": "classifier.onnx",
+    "outputs": 'output = { name = "logits", kind = "logits" }',
+    "evaluation": 'images = "eval"',
+    "variants": '["fp16"]',
+}
+"""The classifier with only its logits declared; tests add a ``gates``/``task`` line."""
 EMBEDDER = {
     "name": "embedder",
     "source": "model.onnx",
@@ -135,11 +143,7 @@ def test_a_detector_and_an_embedder_ship_in_one_bundle(project) -> None:
 
 def test_a_task_check_is_reported_and_gated_beside_the_tensor_metrics(project) -> None:
     classifier = {
-        "name": "classifier",
-        "source": "classifier.onnx",
-        "outputs": 'output = { name = "logits", kind = "logits" }',
-        "evaluation": 'images = "eval"',
-        "variants": '["fp16"]',
+        **LOGITS,
         "gates": 'task = { check = "packager.tasks.topk:check", gates = { label_match = 0.95 } }',
     }
     manifest = _manifest(project(classifier))
@@ -157,11 +161,7 @@ def test_a_task_gate_on_a_metric_the_check_does_not_report_lists_the_real_ones(p
     from packager.errors import ConfigError
 
     classifier = {
-        "name": "classifier",
-        "source": "classifier.onnx",
-        "outputs": 'output = { name = "logits", kind = "logits" }',
-        "evaluation": 'images = "eval"',
-        "variants": '["fp16"]',
+        **LOGITS,
         "gates": 'task = { check = "packager.tasks.topk:check", gates = { label_mach = 0.95 } }',
     }
     with pytest.raises(
@@ -174,13 +174,6 @@ def test_a_task_check_that_does_not_import_fails_before_any_step_runs(project) -
     from packager.errors import ConfigError
     from packager.plan import make_plan
 
-    classifier = {
-        "name": "classifier",
-        "source": "classifier.onnx",
-        "outputs": 'output = { name = "logits", kind = "logits" }',
-        "evaluation": 'images = "eval"',
-        "variants": '["fp16"]',
-        "gates": 'task = { check = "nope:check" }',
-    }
+    classifier = {**LOGITS, "gates": 'task = { check = "nope:check" }'}
     with pytest.raises(ConfigError, match=r"'classifier'.*cannot import 'nope'"):
         make_plan(load_config(project(classifier)), BuildOptions())

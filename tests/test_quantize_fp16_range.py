@@ -15,10 +15,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from quantize_helpers import fp16_context
 
-from packager.config import parse_config
 from packager.quantize import fp16_range, registry
-from packager.quantize.registry import QuantizeContext
 
 FEATURES = 3 * 8 * 8
 WIDTH = 32
@@ -149,35 +148,6 @@ def _pixels(count: int, shape: tuple[int, ...] = (3, 8, 8)) -> np.ndarray:
     return np.random.default_rng(12).uniform(0, 255, (count, *shape)).astype(np.float32)
 
 
-def _context(tmp_path: Path, model: onnx.ModelProto, data: np.ndarray | None) -> QuantizeContext:
-    reference = tmp_path / "reference.onnx"
-    onnx.save(model, str(reference))
-    calibration = None
-    if data is not None:
-        calibration = tmp_path / "calibration.npy"
-        np.save(calibration, data)
-    spec = parse_config(
-        {
-            "project": {"name": "a", "version": "1"},
-            "models": [
-                {
-                    "name": "m",
-                    "source": str(reference),
-                    "input": {"size": [8, 8]},
-                    "calibration": {"images": str(tmp_path), "min_count": 1},
-                    "output": {"kind": "embedding", "normalize": "none"},
-                    "evaluation": {"images": "eval"},
-                    "variants": ["fp16"],
-                }
-            ],
-        },
-        tmp_path / "p.toml",
-    ).models[0]
-    work = tmp_path / "work"
-    work.mkdir()
-    return QuantizeContext(spec, reference, tmp_path / "fp16.onnx", work, calibration_data=calibration)
-
-
 # --- numpy FP16 emulation: each node computes in the dtype its inputs have in the graph ----------
 
 _OPS: dict[str, Callable[[list[np.ndarray], dict[str, object]], np.ndarray]] = {
@@ -238,7 +208,7 @@ def test_l2_norm_stays_float_and_is_finite_in_fp16_arithmetic(tmp_path: Path) ->
     assert _cosine(_fp32(tmp_path / "fp32.onnx", x), _fp32(plain, x)) > 0.9999
     assert not np.any(emulate(plain, x))
 
-    ctx = _context(tmp_path, l2_embedder(), data)
+    ctx = fp16_context(tmp_path, l2_embedder(), data)
     registry.get("fp16").run(ctx)
     for x in data:
         fp16 = emulate(ctx.output, x[None])
@@ -248,7 +218,7 @@ def test_l2_norm_stays_float_and_is_finite_in_fp16_arithmetic(tmp_path: Path) ->
 
 def test_an_out_of_range_value_with_two_float_consumers_never_passes_through_fp16(tmp_path: Path) -> None:
     data = _pixels(8)
-    ctx = _context(tmp_path, two_norms(), data)
+    ctx = fp16_context(tmp_path, two_norms(), data)
     details = registry.get("fp16").run(ctx)
     assert {"square", "sum_sq", "mean_sq", "sqrt_sum", "sqrt_mean"} <= set(details["kept_in_float"])
     for x in data:
@@ -259,7 +229,7 @@ def test_an_out_of_range_value_with_two_float_consumers_never_passes_through_fp1
 
 def test_audit_record_names_nodes_values_and_limit(tmp_path: Path) -> None:
     data = _pixels(fp16_range.MAX_AUDIT_IMAGES + 8)
-    details = registry.get("fp16").run(_context(tmp_path, l2_embedder(), data))
+    details = registry.get("fp16").run(fp16_context(tmp_path, l2_embedder(), data))
     audit = details["fp16_range_audit"]
     assert audit["ran"] is True and audit["images"] == fp16_range.MAX_AUDIT_IMAGES
     assert audit["threshold"] == fp16_range.FP16_MAX / audit["margin"]
@@ -278,7 +248,7 @@ def test_audit_record_names_nodes_values_and_limit(tmp_path: Path) -> None:
 
 
 def test_without_calibration_data_the_audit_is_recorded_as_not_run(tmp_path: Path) -> None:
-    details = registry.get("fp16").run(_context(tmp_path, l2_embedder(), None))
+    details = registry.get("fp16").run(fp16_context(tmp_path, l2_embedder(), None))
     audit = details["fp16_range_audit"]
     assert audit["ran"] is False and "calibration" in audit["reason"]
     assert any("audit did not run" in f for f in details["findings"])
@@ -298,7 +268,7 @@ def test_mean_over_a_large_map_is_kept_when_its_sum_overflows() -> None:
 
 
 def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -> None:
-    ctx = _context(tmp_path, batchnorm_after_relu(), None)
+    ctx = fp16_context(tmp_path, batchnorm_after_relu(), None)
     details = registry.get("fp16").run(ctx)
     (finding,) = details["fp16_weight_range"]["out_of_range"]
     assert finding["initializer"] == "v" and finding["nodes"] == ["bn"]
@@ -313,7 +283,7 @@ def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -
 
 def test_lp_normalisation_is_kept_when_the_sum_of_squares_overflows(tmp_path: Path) -> None:
     data = _pixels(8)
-    ctx = _context(tmp_path, lp_normalised(), data)
+    ctx = fp16_context(tmp_path, lp_normalised(), data)
     details = registry.get("fp16").run(ctx)
     (kept,) = details["fp16_range_audit"]["kept_in_float"]
     assert kept["node"] == "lpnorm"
