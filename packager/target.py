@@ -131,6 +131,8 @@ def parse_target_tables(tables: dict[str, Any], source: object) -> dict[str, Bas
     """
     from pydantic import ValidationError
 
+    if not tables:
+        return {}  # most configs have no target table: no need to read every installed distribution
     targets = installed_targets()
     problems: list[str] = []
     parsed: dict[str, BaseModel] = {}
