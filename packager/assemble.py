@@ -12,12 +12,21 @@ from packager.config import Config, ModelSpec
 from packager.datasets import CalibrationDataMeta, EvaluationMeta
 from packager.plan import Plan
 from packager.prepare import PreparedMeta
-from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
+from packager.results import (
+    BuildResult,
+    EvaluationFacts,
+    IOInfo,
+    ModelResult,
+    ModeResult,
+    VariantFailure,
+    VariantResult,
+)
 from packager.source import source_sha256
 from packager.steps import Hasher, StepFailure, StepResult, tool_versions
 from packager.target import Product
 from packager.validate.gates import OutputGatePlan, evaluate_gates, evaluate_task_gates, plan_gates
 from packager.validate.metrics import artifact_size
+from packager.validate.step import ValidationMeta
 
 REPORTED_TOOLS = (
     "packager",
@@ -62,12 +71,6 @@ def host_facts() -> dict[str, str]:
     }
 
 
-def _modes(meta: dict[str, object]) -> dict[str, ModeResult]:
-    raw = meta["modes"]
-    assert isinstance(raw, dict)
-    return {mode: ModeResult.model_validate(value) for mode, value in raw.items()}
-
-
 def _gate_mode(modes: dict[str, ModeResult]) -> str:
     """Gate on the reference mode when the runner has it (what ARM INT8 kernels compute), else on
     the one mode it has (e.g. the LiteRT interpreter's default)."""
@@ -86,7 +89,7 @@ def _artifact(
     gate_plans: list[OutputGatePlan],
 ) -> VariantResult:
     """One product's result: its file facts, validation per mode (or why not) and its gates."""
-    modes = _modes(validate.meta) if validate is not None else {}
+    modes = ValidationMeta.model_validate(validate.meta).modes if validate is not None else {}
     gate_mode = _gate_mode(modes)
     gates = []
     if reference is not None and modes:
@@ -177,15 +180,17 @@ def assemble(
         files += [
             BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
         ]
-        evaluation: dict[str, object] = EvaluationMeta.model_validate(
-            results[names.evaluation].meta
-        ).model_dump()
-        evaluation["threshold"] = spec.evaluation.threshold
         calibration = results.get(names.calibration)
+        calibration_images = None
         if calibration is not None:
             data = CalibrationDataMeta.model_validate(calibration.meta)
-            evaluation["calibration_images"] = data.count
+            calibration_images = data.count
             notes += data.warnings
+        evaluation = EvaluationFacts(
+            **EvaluationMeta.model_validate(results[names.evaluation].meta).model_dump(),
+            threshold=spec.evaluation.threshold,
+            calibration_images=calibration_images,
+        )
         models.append(
             ModelResult(
                 name=m,

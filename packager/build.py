@@ -7,26 +7,24 @@ turning step outputs into results and a bundle is :mod:`packager.assemble`'s.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from packager import datasets
 from packager.config import Config, ModelSpec
 from packager.errors import ConfigError, PackagerError
 from packager.prepare import PreparedMeta, prepare_step
 from packager.quantize import registry
-from packager.quantize.calibrated import CHECK_EVERY, run_calibration
-from packager.quantize.registry import QuantizeContext
+from packager.quantize.calibrated import CHECK_EVERY
+from packager.quantize.step import calibrate_step, quantize_step
 from packager.results import OrtMode
 from packager.source import source_inputs
 from packager.steps import Step, StepContext, StepFailure, StepOutput, StepResult, StepRunner
 from packager.target import Product
-from packager.tasks import TaskContext, check_file, load_check
-from packager.validate.evaluate import EvaluationData, LatencySettings, OutputPlan, TaskRun, evaluate
+from packager.tasks import check_file, load_check
+from packager.validate.evaluate import LatencySettings
+from packager.validate.step import OUTPUTS_FILE, ValidateJob, validate_step
 
 # packager itself is listed so that a new release never reuses results computed by older code.
 GRAPH_TOOLS = ("packager", "onnx", "onnxruntime")
@@ -161,7 +159,7 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
         Step(
             names.calibrate,
             "quantize",
-            run=lambda ctx: _run_calibrate(spec, ctx),
+            run=lambda ctx: calibrate_step(spec, ctx),
             inputs={
                 "reference": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 "calibration": StepOutput(names.calibration, "calibration.npy"),
@@ -221,7 +219,11 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
         Step(
             names.validate(BASELINE),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, names, BASELINE, BASELINE_MODES, ctx),
+            run=lambda ctx: validate_step(
+                _job(config, spec, BASELINE_MODES, f"{BASELINE} of model {spec.name}"),
+                prepared_meta(ctx, names.prepare),
+                ctx,
+            ),
             inputs={
                 "model": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 **_evaluation_inputs(config, spec, names),
@@ -244,7 +246,7 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
         Step(
             names.quantize(variant),
             "quantize",
-            run=lambda ctx: _run_quantize(spec, variant, ctx),
+            run=lambda ctx: quantize_step(spec, variant, ctx),
             inputs=inputs,
             params={"recipe": variant, **recipe.params(spec)},
             tools=QUANT_TOOLS,
@@ -253,7 +255,11 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
         Step(
             names.validate(variant),
             "validate",
-            run=lambda ctx: _run_validate(config, spec, names, variant, VARIANT_MODES, ctx),
+            run=lambda ctx: validate_step(
+                _job(config, spec, VARIANT_MODES, f"{variant} of model {spec.name}"),
+                prepared_meta(ctx, names.prepare),
+                ctx,
+            ),
             inputs={
                 "model": StepOutput(names.quantize(variant), f"{variant}.onnx"),
                 "baseline": StepOutput(names.prepare, f"{BASELINE}.onnx"),
@@ -275,7 +281,16 @@ def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) 
     return Step(
         f"validate[{product.name}]",
         "validate",
-        run=lambda ctx: _run_validate(config, spec, names, product.variant, VARIANT_MODES, ctx, product),
+        run=lambda ctx: validate_step(
+            _job(
+                config,
+                spec,
+                VARIANT_MODES,
+                f"{product.platform} {product.format} artifact of {spec.name}:{product.variant}",
+            ),
+            prepared_meta(ctx, names.prepare),
+            ctx,
+        ),
         inputs={
             "model": product.source,
             "baseline": StepOutput(names.prepare, f"{BASELINE}.onnx"),
@@ -293,94 +308,13 @@ def _latency(config: Config) -> LatencySettings:
     return LatencySettings(config.build.latency_runs, config.build.latency_warmup, config.build.threads)
 
 
+def _job(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], label: str) -> ValidateJob:
+    return ValidateJob(spec, config.path.parent.resolve(), modes, _latency(config), label)
+
+
 def prepared_meta(ctx: StepContext, prepare: str) -> PreparedMeta:
     """The prepare step's typed record, for steps that run after it."""
     return PreparedMeta.model_validate(ctx.outputs[prepare])
-
-
-def _run_calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
-    assert spec.calibration is not None
-    progress = ctx.progress
-    return run_calibration(
-        ctx.inputs["reference"],
-        np.load(ctx.inputs["calibration"]),
-        spec.calibration,
-        spec.calibration.probe_images,
-        ctx.out,
-        lambda done, total: progress(f"calibrating {spec.name}", done, total),
-        output=spec.primary_output,
-    )
-
-
-def _run_quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix=f"packager-{variant}-") as work:
-        qctx = QuantizeContext(
-            spec=spec,
-            reference=ctx.inputs["reference"],
-            output=ctx.out / f"{variant}.onnx",
-            work_dir=Path(work),
-            calibrated=ctx.inputs.get("calibrated"),
-            calibration_data=ctx.inputs.get("calibration_data"),
-        )
-        return registry.get(variant).run(qctx)
-
-
-OUTPUTS_FILE = "outputs.npz"
-
-
-def output_plans(spec: ModelSpec, outputs: list[str]) -> list[OutputPlan]:
-    """How each output of the model is compared: declared ones by their spec, others as generic."""
-    declared = {(d.name or outputs[0]): d for d in spec.declared_outputs}
-    plans = []
-    for name in outputs:
-        d = declared.get(name)
-        plans.append(
-            OutputPlan(name, d.kind, d.normalize, d.mask_threshold) if d is not None else OutputPlan(name)
-        )
-    return plans
-
-
-def _run_validate(
-    config: Config,
-    spec: ModelSpec,
-    names: StepNames,
-    variant: str,
-    modes: tuple[OrtMode, ...],
-    ctx: StepContext,
-    product: Product | None = None,
-) -> dict[str, object]:
-    ref_outputs = None
-    if "reference_outputs" in ctx.inputs:
-        with np.load(ctx.inputs["reference_outputs"]) as stored:
-            ref_outputs = {k: stored[k] for k in stored.files}
-    labels = np.load(ctx.inputs["labels"])
-    data = EvaluationData(
-        tensors=np.load(ctx.inputs["tensors"]),
-        pairs=np.load(ctx.inputs["pairs"]) if len(labels) else None,
-        labels=labels if len(labels) else None,
-        reference_outputs=ref_outputs,
-        threshold=spec.evaluation.threshold,
-    )
-    plans = output_plans(spec, [o.name for o in prepared_meta(ctx, names.prepare).outputs])
-    task = None
-    if spec.task is not None:
-        context = TaskContext(data.tensors, (spec.input.height, spec.input.width), spec.input.layout)
-        task = TaskRun(load_check(spec.task.check, config.path.parent.resolve()), context, spec.task.check)
-    results, outputs = evaluate(
-        ctx.inputs["model"],
-        modes,
-        plans,
-        data,
-        _latency(config),
-        ctx.progress,
-        label=f"{variant} of model {spec.name}"
-        if product is None
-        else f"{product.platform} {product.format} artifact of {spec.name}:{variant}",
-        task=task,
-        baseline=ctx.inputs.get("baseline"),
-    )
-    np.savez(ctx.out / OUTPUTS_FILE, **outputs)
-    return {"modes": {mode: r.model_dump(mode="json") for mode, r in results.items()}}
 
 
 @dataclass(frozen=True)

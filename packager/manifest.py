@@ -19,7 +19,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from packager.results import GateResult, IOInfo, ModelResult, ModeResult, VariantFailure, VariantResult
+from packager.results import (
+    EvaluationFacts,
+    GateResult,
+    IOInfo,
+    ModelResult,
+    ModeResult,
+    VariantFailure,
+    VariantResult,
+)
 
 SCHEMA_VERSION = 3
 """3: one typed model; every artifact carries its platform, runtime, precision and validation."""
@@ -106,8 +114,8 @@ class ManifestModel(_Frozen):
     inputs: list[IOInfo]
     outputs: list[IOInfo]
     """Every output the app receives, in the model's order."""
-    evaluation: dict[str, object]
-    """What the numbers were measured on: image count, pair count, threshold, data notes."""
+    evaluation: EvaluationFacts
+    """What the numbers were measured on: image and pair counts, the threshold, calibration images."""
     variants: list[ManifestVariant]
     """The ONNX variants in the bundle, the FP32 reference first."""
     failed_variants: list[VariantFailure]

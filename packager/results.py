@@ -169,15 +169,41 @@ class VariantFailure(_Frozen):
 
 
 class IOInfo(_Frozen):
+    """One input or output tensor of an artifact, as the app feeds or reads it."""
+
     name: str
     dtype: str
+    """numpy name: float32, float16, int8, uint8..."""
     shape: list[int | str]
+    """As the artifact declares it (NCHW for ONNX, often NHWC for .tflite)."""
+    scale: float | None = None
+    """Quantized tensors only: ``real = (q - zero_point) * scale``."""
+    zero_point: int | None = None
 
     def int_shape(self) -> list[int]:
         """The shape as integers; raises ``ValueError`` on a symbolic dim (prepared inputs have none)."""
         if not all(isinstance(d, int) for d in self.shape):
             raise ValueError(f"{self.name} has symbolic dims {self.shape}")
         return [int(d) for d in self.shape]
+
+
+class EvaluationFacts(_Frozen):
+    """What a model's numbers were measured on (the evaluation data step's record, plus the bar)."""
+
+    images: int
+    """Inputs measured: .npy rows plus image files."""
+    from_images: int
+    """Of those, from ``evaluation.images``."""
+    from_pairs_only: int
+    """Of those, only referenced by the pairs file."""
+    pairs: int
+    positives: int
+    negatives: int
+    pairs_file: str | None
+    threshold: float | None
+    """The app's same/different cosine threshold; None: FP32's best-accuracy threshold."""
+    calibration_images: int | None = None
+    """Images the static and mixed recipes were calibrated on; None when nothing was calibrated."""
 
 
 class ModelResult(_Frozen):
@@ -192,8 +218,7 @@ class ModelResult(_Frozen):
     inputs: list[IOInfo]
     outputs: list[IOInfo]
     preprocessing: dict[str, object]
-    evaluation: dict[str, object]
-    """What the numbers were measured on: image count, pair count, threshold, data notes."""
+    evaluation: EvaluationFacts
     reference: VariantResult
     variants: list[VariantResult]
     artifacts: list[VariantResult] = []

@@ -14,6 +14,7 @@ from packager.config import load_config
 from packager.errors import ConversionError, VariantsFailed
 from packager.pipeline import build_project
 from packager.quantize import registry
+from packager.quantize import step as quantize_step
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_a_failed_shared_calibration_fails_every_static_variant_and_nothing_else
             "calibrate[embedder]", "onnxruntime.quantization", "calibrator crashed", "retry"
         )
 
-    monkeypatch.setattr(build, "run_calibration", fail)
+    monkeypatch.setattr(quantize_step, "run_calibration", fail)
     config = load_config(tiny_project())
     with pytest.raises(VariantsFailed) as err:
         build_project(config, BuildOptions())

@@ -419,7 +419,9 @@ def test_model_without_pairs_says_so_and_has_no_plot(build: BuildResult) -> None
     reference = model.reference.model_copy(
         update={"modes": {k: unpaired(m) for k, m in model.reference.modes.items()}}
     )
-    evaluation = {"images": 200, "from_images": 200, "from_pairs_only": 0, "pairs": 0, "pairs_file": None}
+    evaluation = model.evaluation.model_copy(
+        update={"images": 200, "from_images": 200, "from_pairs_only": 0, "pairs": 0, "pairs_file": None}
+    )
     no_pairs = build.model_copy(
         update={"models": [model.model_copy(update={"reference": reference, "variants": [],
                                                     "evaluation": evaluation})]}

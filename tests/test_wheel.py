@@ -32,7 +32,7 @@ from packager.resources import (
     _namespace_root,
     template_dir,
 )
-from packager.results import BuildResult, IOInfo, ModelResult, VariantResult
+from packager.results import BuildResult, EvaluationFacts, IOInfo, ModelResult, VariantResult
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "templates"
@@ -82,7 +82,16 @@ def _minimal_result() -> BuildResult:
         inputs=[IOInfo(name="x", dtype="float32", shape=[1, 3])],
         outputs=[IOInfo(name="y", dtype="float32", shape=[1, 2])],
         preprocessing={},
-        evaluation={},
+        evaluation=EvaluationFacts(
+            images=1,
+            from_images=1,
+            from_pairs_only=0,
+            pairs=0,
+            positives=0,
+            negatives=0,
+            pairs_file=None,
+            threshold=None,
+        ),
         reference=reference,
         variants=[],
     )

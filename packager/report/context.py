@@ -31,7 +31,7 @@ from packager.report.tables import (
     verification_note,
     verification_tables,
 )
-from packager.results import BuildResult, IOInfo, ModelResult, ModeResult, VariantResult
+from packager.results import BuildResult, EvaluationFacts, IOInfo, ModelResult, ModeResult, VariantResult
 
 SUMMARY_NOTE = (
     "Accuracy is each variant's worst output in its gate mode, the mode its release gates judge: the "
@@ -161,55 +161,36 @@ def _io(items: list[IOInfo], kinds: dict[str, str] | None = None) -> str:
     return "; ".join(one(io) for io in items)
 
 
-def _count(value: object) -> str:
-    return fmt.NA if value is None else str(value)
-
-
-_EVALUATION_KEYS = (
-    "images",
-    "from_images",
-    "from_pairs_only",
-    "pairs",
-    "positives",
-    "negatives",
-    "pairs_file",
-    "threshold",
-    "calibration_images",
-)
-
-
-def _evaluation(meta: dict[str, object]) -> list[tuple[str, str]]:
-    """What the numbers were measured on, in words; keys this code does not know are listed as they are."""
-    facts = [
+def _evaluation(facts: EvaluationFacts) -> list[tuple[str, str]]:
+    """What the numbers were measured on, in words."""
+    rows = [
         (
             "images measured",
-            f"{_count(meta.get('images'))} ({_count(meta.get('from_images'))} from evaluation.images, "
-            f"{_count(meta.get('from_pairs_only'))} only from the pairs file)",
+            f"{facts.images} ({facts.from_images} from evaluation.images, "
+            f"{facts.from_pairs_only} only from the pairs file)",
         )
     ]
-    pairs = meta.get("pairs")
-    if pairs:
-        source = meta.get("pairs_file") or "the pairs file"
-        facts.append(
+    if facts.pairs:
+        rows.append(
             (
                 "pairs",
-                f"{pairs} ({_count(meta.get('positives'))} same, {_count(meta.get('negatives'))} different) "
-                f"from {source}",
+                f"{facts.pairs} ({facts.positives} same, {facts.negatives} different) "
+                f"from {facts.pairs_file or 'the pairs file'}",
             )
         )
-        threshold = meta.get("threshold")
-        facts.append(
+        rows.append(
             (
                 "threshold",
-                fmt.detail(threshold) if threshold is not None else "FP32's best-accuracy threshold",
+                fmt.detail(facts.threshold)
+                if facts.threshold is not None
+                else "FP32's best-accuracy threshold",
             )
         )
     else:
-        facts.append(("pairs", "none (no evaluation pairs)"))
-    if "calibration_images" in meta:
-        facts.append(("calibration images", _count(meta["calibration_images"])))
-    facts += [(key, fmt.detail(value)) for key, value in meta.items() if key not in _EVALUATION_KEYS]
-    return facts
+        rows.append(("pairs", "none (no evaluation pairs)"))
+    if facts.calibration_images is not None:
+        rows.append(("calibration images", str(facts.calibration_images)))
+    return rows
 
 
 def _findings(model: ModelResult) -> list[str]:

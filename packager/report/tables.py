@@ -426,7 +426,7 @@ def verification_tables(model: ModelResult) -> list[OutputTable]:
 
 def verification_note(model: ModelResult) -> str:
     """Why a model has no verification table (shown instead of one)."""
-    pairs = model.evaluation.get("pairs")
+    pairs = model.evaluation.pairs
     if not pairs:
         return "No evaluation pairs: verification metrics not measured (no gate judged them)."
     if not any(kind == "embedding" for _, kind in model_outputs(model)):

@@ -21,7 +21,7 @@ from packager.manifest import (
     ManifestModel,
     ManifestProject,
 )
-from packager.results import IOInfo
+from packager.results import EvaluationFacts, IOInfo
 
 
 def tiny_onnx(seed: int = 0) -> onnx.ModelProto:
@@ -67,7 +67,16 @@ def manifest_model(name: str, preprocessing: dict[str, object] | None = None) ->
         preprocessing=preprocessing or {},
         inputs=[IOInfo(name="data", dtype="float32", shape=[1, 3, 16, 16])],
         outputs=[IOInfo(name="fc1", dtype="float32", shape=[1, 16])],
-        evaluation={},
+        evaluation=EvaluationFacts(
+            images=0,
+            from_images=0,
+            from_pairs_only=0,
+            pairs=0,
+            positives=0,
+            negatives=0,
+            pairs_file=None,
+            threshold=None,
+        ),
         variants=[],
         failed_variants=[],
     )
