@@ -1,0 +1,1 @@
+"""Platform targets: each sub-package registers a ``packager.target.Target`` by entry point."""

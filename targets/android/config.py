@@ -1,0 +1,84 @@
+"""The ``[android]`` table of packager.toml: what the Android bundle ships and how the app runs it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Runtime = Literal["ort", "tflite"]
+OrtEp = Literal["xnnpack", "cpu", "nnapi"]
+TfliteDelegate = Literal["xnnpack", "nnapi", "gpu"]
+TflitePrecision = Literal["fp32", "fp16", "int8"]
+
+_PACKAGE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_MODULE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Kotlin hard keywords: a package segment named like one does not compile.
+_KOTLIN_KEYWORDS = frozenset(
+    "as break class continue do else false for fun if in interface is null object package return super "
+    "this throw true try typealias typeof val var when while".split()
+)
+
+
+class AndroidSpec(BaseModel):
+    """``[android]``: one Gradle library module with each model's ORT and TFLite artifacts and loaders.
+
+    Example::
+
+        [android]
+        package = "com.example.faceid"   # Kotlin package and Gradle namespace
+        runtimes = ["ort", "tflite"]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    package: str
+    """Kotlin package and Gradle ``namespace`` (reverse domain, lower case: ``com.example.faceid``)."""
+    module: str | None = None
+    """Gradle module folder and name; default: the project name."""
+    runtimes: Annotated[list[Runtime], Field(min_length=1)] = ["ort", "tflite"]
+    """Which runtimes the bundle ships a model for; each is its own artifact, loader and dependency."""
+    ort_variant: str = "auto"
+    """The ONNX variant converted to ORT format beside FP32: a variant name, or ``auto`` for the first
+    INT8 variant (mixed, int8-qdq, int8-dynamic, in that order) that passed its gates."""
+    ort_eps: Annotated[list[OrtEp], Field(min_length=1)] = ["xnnpack", "cpu"]
+    """Execution providers in the order the loader tries them. NNAPI is deprecated since Android 15
+    and often slower through partitioning (DESIGN §5 pitfall 11): opt in by listing it."""
+    tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16", "int8"]
+    tflite_delegate: TfliteDelegate = "xnnpack"
+    threads: int = Field(default=4, ge=1, le=16)
+    """Intra-op threads the loaders ask for (XNNPACK ``intra_op_num_threads``, LiteRT ``numThreads``)."""
+    max_partitions: int = Field(default=1, ge=1)
+    """An INT8 .tflite split into more XNNPACK partitions than this is rejected (DESIGN pitfall 17)."""
+    slower_int8: Literal["fail", "reject"] = "fail"
+    """An INT8 .tflite slower than its FP32 sibling on the host: ``fail`` the build, or ``reject``
+    the artifact (not shipped, reported)."""
+
+    @field_validator("package")
+    @classmethod
+    def _package(cls, v: str) -> str:
+        if not _PACKAGE.match(v):
+            raise ValueError(
+                f"{v!r} is not a Java/Kotlin package name: lower-case dot-separated identifiers with at "
+                "least two parts, such as com.example.faceid"
+            )
+        bad = [part for part in v.split(".") if part in _KOTLIN_KEYWORDS]
+        if bad:
+            raise ValueError(f"package segment {bad[0]!r} is a Kotlin keyword: rename it")
+        return v
+
+    @field_validator("module")
+    @classmethod
+    def _module(cls, v: str | None) -> str | None:
+        if v is not None and not _MODULE.match(v):
+            raise ValueError(f"{v!r} is not a Gradle module name: lower case letters, digits, - and _")
+        return v
+
+    @field_validator("runtimes", "ort_eps", "tflite_precisions")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        twice = sorted({x for x in v if v.count(x) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return v
