@@ -23,7 +23,7 @@ from packager.results import (
 )
 from packager.source import source_sha256
 from packager.steps import Hasher, StepFailure, StepResult, tool_versions
-from packager.target import Product
+from packager.target import ArtifactRecord, ArtifactRecords, Product
 from packager.validate.gates import OutputGatePlan, evaluate_gates, evaluate_task_gates, plan_gates
 from packager.validate.metrics import artifact_size
 from packager.validate.step import ValidationMeta
@@ -84,7 +84,7 @@ def _artifact(
     validate: StepResult | None,
     reference: ModeResult | None,
     fp32_size: int,
-    details: dict[str, object],
+    record: ArtifactRecord,
     hasher: Hasher,
     gate_plans: list[OutputGatePlan],
 ) -> VariantResult:
@@ -106,13 +106,64 @@ def _artifact(
         gate_mode=gate_mode,
         gates=gates,
         passed=all(g.passed for g in gates),
-        details=details,
+        details=record.details,
         platform=product.platform,
         runtime=product.runtime,
         format=product.format,
         precision=product.precision,
         not_validated_reason=product.not_validated_reason,
+        not_shipped_reason=record.rejected,
+        inputs=record.inputs,
+        outputs=record.outputs,
     )
+
+
+def _record(product: Product, results: dict[str, StepResult]) -> ArtifactRecord:
+    """What the steps say about a product: a core variant's recipe facts, or a target's
+    :class:`ArtifactRecords` entry from its making step and its ``details_step``, merged."""
+    made = results[product.source.step]
+    if product.platform == "any":
+        return ArtifactRecord(details=dict(made.meta))
+    record = ArtifactRecord()
+    for step in (product.source.step, product.details_step):
+        if step is None or step not in results:
+            continue
+        found = ArtifactRecords.model_validate(results[step].meta).artifacts.get(product.source.file)
+        if found is not None:
+            record = ArtifactRecord(
+                inputs=found.inputs or record.inputs,
+                outputs=found.outputs or record.outputs,
+                details={**record.details, **found.details},
+                rejected=found.rejected or record.rejected,
+            )
+    return record
+
+
+def _choose(products: list[Product], built: list[VariantResult]) -> list[VariantResult]:
+    """Among products sharing a ``choice``, the first that passed ships; the others get a
+    ``not_shipped_reason``. When none passed, the first ships (and fails the build)."""
+    by_file = {p.bundle_path: p for p in products}
+    chosen: dict[tuple[str, str], str] = {}
+    groups: dict[tuple[str, str], list[VariantResult]] = {}
+    for result in built:
+        product = by_file[result.file]
+        if product.choice is not None and result.not_shipped_reason is None:
+            groups.setdefault((product.platform, product.choice), []).append(result)
+    for key, members in groups.items():
+        winner = next((r for r in members if r.passed), members[0])
+        chosen[key] = winner.file
+    out = []
+    for result in built:
+        product = by_file[result.file]
+        key = (product.platform, product.choice or "")
+        if product.choice is not None and key in chosen and chosen[key] != result.file:
+            winner = by_file[chosen[key]]
+            result = result.model_copy(
+                update={"not_shipped_reason": f"alternative of {winner.bundle_path} ({product.choice}), "
+                        "which comes first and passed its gates"}
+            )  # fmt: skip
+        out.append(result)
+    return out
 
 
 def _failure(product: Product, failure: StepFailure) -> VariantFailure:
@@ -152,7 +203,7 @@ def assemble(
         reference_product = next(p for p in products if p.platform == "any" and p.variant == BASELINE)
         reference = _artifact(
             spec, reference_product, fp32_path, results[names.validate(BASELINE)], None, fp32_size,
-            {"prepared": prepared_step.meta}, hasher, [],
+            ArtifactRecord(details={"prepared": prepared_step.meta}), hasher, [],
         )  # fmt: skip
         ref_mode = reference.modes[reference.gate_mode]
         has_pairs = any(o.verification is not None for o in ref_mode.outputs)
@@ -169,16 +220,19 @@ def assemble(
             if failure is not None:
                 failed.append(_failure(product, failure))
                 continue
-            made = results[product.source.step]
-            path = made.out / product.source.file
-            details = dict(made.meta)
-            if product.details_step and product.details_step in results:
-                details.update(results[product.details_step].meta)
+            path = results[product.source.step].out / product.source.file
             validate = results[validation] if validation else None
-            built.append((_artifact(spec, product, path, validate, ref_mode, fp32_size, details, hasher,
+            record = _record(product, results)
+            built.append((_artifact(spec, product, path, validate, ref_mode, fp32_size, record, hasher,
                                     gate_plans), path))  # fmt: skip
+        chosen = _choose(products, [v for v, _ in built])
+        built = [(v, path) for v, (_, path) in zip(chosen, built, strict=True)]
         files += [
-            BundleFile(path, v.file, m, v.variant, v.sha256, v.size_bytes, io_in, io_out) for v, path in built
+            BundleFile(
+                path, v.file, m, v.variant, v.sha256, v.size_bytes, v.inputs or io_in, v.outputs or io_out
+            )
+            for v, path in built
+            if v.not_shipped_reason is None
         ]
         calibration = results.get(names.calibration)
         calibration_images = None
@@ -210,9 +264,8 @@ def assemble(
                 output_kinds={o.name: o.kind for o in ref_mode.outputs},
             )
         )
-    passed = all(v.passed for m in models for v in [*m.variants, *m.artifacts]) and not any(
-        not f.optional for m in models for f in m.failed
-    )
+    shipped = [v for m in models for v in [*m.variants, *m.artifacts] if v.not_shipped_reason is None]
+    passed = all(v.passed for v in shipped) and not any(not f.optional for m in models for f in m.failed)
     result = BuildResult(
         project=config.project.name,
         version=config.project.version,

@@ -6,6 +6,7 @@ is only removed once the new one is complete.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from packager.manifest import (
     ManifestContent,
     ManifestModel,
     ManifestProject,
+    ManifestSource,
 )
 from packager.results import BuildResult
 
@@ -64,7 +66,17 @@ def ensure_writable(out_root: Path) -> None:
         ) from None
 
 
-def manifest(result: BuildResult, files: list[BundleFile], built_at: str | None = None) -> Manifest:
+SourceGenerator = tuple[str, Callable[[ManifestContent, Path], list[Path]]]
+"""A platform's name and its code generator: given the manifest so far and the bundle folder being
+written, it writes its source files under ``<platform>/`` and returns their paths."""
+
+
+def manifest(
+    result: BuildResult,
+    files: list[BundleFile],
+    built_at: str | None = None,
+    sources: list[ManifestSource] | None = None,
+) -> Manifest:
     """Everything a release engineer or a device harness needs to trust and run the artifacts.
 
     Every file in ``files`` is described by the result it was validated as: an ONNX variant (the
@@ -105,6 +117,7 @@ def manifest(result: BuildResult, files: list[BundleFile], built_at: str | None 
         settings=result.settings,
         models=[ManifestModel.from_result(m) for m in result.models],
         artifacts=artifacts,
+        sources=sorted(sources or [], key=lambda s: s.path),
     )
     return Manifest.seal(content, built_at or datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -113,10 +126,33 @@ CORE_FOLDER = "models"
 """Where the ONNX variants ship; every other top-level folder belongs to one platform target."""
 
 
-def platform_folders(files: list[BundleFile]) -> list[str]:
-    """Top-level bundle folders that hold a platform's artifacts (each gets ``<platform>.zip``)."""
-    tops = {f.dest.split("/", 1)[0] for f in files if "/" in f.dest}
+def platform_folders(paths: list[str]) -> list[str]:
+    """Top-level bundle folders that hold a platform's files (each gets ``<platform>.zip``)."""
+    tops = {path.split("/", 1)[0] for path in paths if "/" in path}
     return sorted(tops - {CORE_FOLDER})
+
+
+def generate_sources(
+    generators: list[SourceGenerator], content: ManifestContent, root: Path
+) -> list[ManifestSource]:
+    """Run each platform's generator over the manifest so far; describe every file it wrote.
+
+    Raises:
+        ValueError: a generator wrote outside ``<platform>/`` or returned a path that is not a file.
+    """
+    described: list[ManifestSource] = []
+    for platform, generate in generators:
+        for path in generate(content, root):
+            rel = path.resolve().relative_to(root.resolve()).as_posix()
+            if not rel.startswith(f"{platform}/") or not path.is_file():
+                raise ValueError(f"target {platform} generated {rel}: not a file under {platform}/")
+            data = path.read_bytes()
+            described.append(
+                ManifestSource(
+                    path=rel, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), platform=platform
+                )
+            )
+    return described
 
 
 def write_bundle(
@@ -124,7 +160,10 @@ def write_bundle(
     result: BuildResult,
     files: list[BundleFile],
     write_report: Callable[[BuildResult, Path], list[Path]],
+    generators: list[SourceGenerator] | None = None,
 ) -> Path:
+    """Copy the artifacts, run the platforms' code generators over the manifest, zip each platform
+    folder, write manifest.json and the reports, then move the staged folder into place."""
     ensure_writable(out_root)
     created = [p for p in (out_root, *out_root.parents) if not p.exists()]
     final = out_root / bundle_name(result)
@@ -144,9 +183,11 @@ def write_bundle(
                 shutil.copytree(f.source, dest)
             else:
                 shutil.copyfile(f.source, dest)
-        for platform in platform_folders(files):
+        built_at = datetime.now(UTC).isoformat(timespec="seconds")
+        sources = generate_sources(generators or [], manifest(result, files, built_at), staging)
+        for platform in platform_folders([f.dest for f in files] + [s.path for s in sources]):
             write_zip(staging / platform, staging / f"{platform}.zip")
-        (staging / "manifest.json").write_text(manifest(result, files).to_json())
+        (staging / "manifest.json").write_text(manifest(result, files, built_at, sources).to_json())
         write_results(result, staging, write_report)
         old = None
         if final.exists():

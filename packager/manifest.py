@@ -29,8 +29,9 @@ from packager.results import (
     VariantResult,
 )
 
-SCHEMA_VERSION = 3
-"""3: one typed model; every artifact carries its platform, runtime, precision and validation."""
+SCHEMA_VERSION = 4
+"""3: one typed model; every artifact carries its platform, runtime, precision and validation.
+4: generated ``sources``; quantized tensors carry ``scale``/``zero_point``; ``evaluation`` typed."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -189,10 +190,20 @@ class ManifestArtifact(_Frozen):
     validation: ArtifactValidation
 
 
+class ManifestSource(_Frozen):
+    """A source file a platform target generated for the app (a loader, a build file, a README)."""
+
+    path: str
+    """Relative to the bundle root, ``/``-separated."""
+    sha256: Sha256
+    size_bytes: int
+    platform: str
+
+
 class ManifestContent(_Frozen):
     """Everything ``content_sha256`` covers."""
 
-    schema_version: Literal[3]  # = SCHEMA_VERSION
+    schema_version: Literal[4]  # = SCHEMA_VERSION
     project: ManifestProject
     config_sha256: str
     """sha256 of the effective config (``Config.digest``)."""
@@ -205,6 +216,8 @@ class ManifestContent(_Frozen):
     models: list[ManifestModel]
     artifacts: list[ManifestArtifact]
     """Every shipped artifact, sorted by path."""
+    sources: list[ManifestSource] = []
+    """Every generated source file, sorted by path (made from the rest of this manifest)."""
 
     def content_digest(self) -> str:
         """sha256 of the sorted JSON of the hashed fields, as written to manifest.json."""
@@ -213,7 +226,7 @@ class ManifestContent(_Frozen):
 
 
 class Manifest(ManifestContent):
-    """manifest.json of a bundle (``schema_version`` 3)."""
+    """manifest.json of a bundle (``schema_version`` 4)."""
 
     content_sha256: Sha256
     """sha256 of ``json.dumps(content, sort_keys=True)``, content = this JSON minus the two last fields."""

@@ -10,14 +10,16 @@ from pathlib import Path
 
 from packager.assemble import assemble
 from packager.build import BuildOptions, run_plan
-from packager.bundle import bundle_name, ensure_writable, write_bundle, write_results
+from packager.bundle import SourceGenerator, bundle_name, ensure_writable, write_bundle, write_results
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
+from packager.manifest import ManifestContent
 from packager.plan import make_plan
 from packager.report import write_report
 from packager.report.tables import failure_messages
 from packager.results import BuildResult
 from packager.steps import Cache, Step, StepFailure, StepResult, StepRunner
+from packager.target import SourceContext, installed_targets
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,12 @@ def build_project(
     broken = [f"{m.name}:{f.variant}: {f.error}" for m in result.models for f in m.failed if not f.optional]
     gate_failures = [
         msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
+    ] + [
+        msg
+        for m in result.models
+        for a in m.artifacts
+        if a.not_shipped_reason is None
+        for msg in failure_messages(a.file, a.gates)
     ]
     if broken or (options.enforce_gates and gate_failures):
         report = _write_rejected(config, result)
@@ -60,8 +68,27 @@ def build_project(
             listed = broken + (gate_failures if options.enforce_gates else [])
             raise VariantsFailed(listed, report=report, result=result)
         raise GateFailed(gate_failures, report=report, result=result)
-    bundle = write_bundle(out_root, result, files, write_report)
+    bundle = write_bundle(out_root, result, files, write_report, _generators(config))
     return BuildOutcome(result, bundle, step_results)
+
+
+def _generators(config: Config) -> list[SourceGenerator]:
+    """The code generators of the configured targets that have one."""
+    if not config.targets:
+        return []
+    installed = installed_targets()
+    found: list[SourceGenerator] = []
+    for name, table in config.targets.items():
+        target = installed[name]
+        if target.generate is None:
+            continue
+        generate, parsed = target.generate, target.schema.model_validate(table)
+
+        def run(content: ManifestContent, root: Path, generate=generate, parsed=parsed) -> list[Path]:
+            return generate(SourceContext(config, parsed, content, root))
+
+        found.append((name, run))
+    return found
 
 
 def _write_rejected(config: Config, result: BuildResult) -> Path:

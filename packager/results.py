@@ -124,6 +124,25 @@ class GateResult(_Frozen):
     passed: bool
 
 
+class IOInfo(_Frozen):
+    """One input or output tensor of an artifact, as the app feeds or reads it."""
+
+    name: str
+    dtype: str
+    """numpy name: float32, float16, int8, uint8..."""
+    shape: list[int | str]
+    """As the artifact declares it (NCHW for ONNX, often NHWC for .tflite)."""
+    scale: float | None = None
+    """Quantized tensors only: ``real = (q - zero_point) * scale``."""
+    zero_point: int | None = None
+
+    def int_shape(self) -> list[int]:
+        """The shape as integers; raises ``ValueError`` on a symbolic dim (prepared inputs have none)."""
+        if not all(isinstance(d, int) for d in self.shape):
+            raise ValueError(f"{self.name} has symbolic dims {self.shape}")
+        return [int(d) for d in self.shape]
+
+
 class VariantResult(_Frozen):
     """One artifact of the bundle and everything measured on it (an ONNX variant or a platform artifact)."""
 
@@ -150,6 +169,13 @@ class VariantResult(_Frozen):
     precision: str = ""
     not_validated_reason: str | None = None
     """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers, no gates."""
+    not_shipped_reason: str | None = None
+    """Measured but left out of the bundle: a preferred alternative passed its gates, or its target
+    rejected it (an INT8 file slower than its float sibling, say). Its gates do not decide the build."""
+    inputs: list[IOInfo] = []
+    """The artifact's own tensors when its target recorded them (NHWC, quantized...); empty: the
+    model's (``ModelResult.inputs``/``outputs``)."""
+    outputs: list[IOInfo] = []
 
 
 ArtifactResult = VariantResult
@@ -166,25 +192,6 @@ class VariantFailure(_Frozen):
     """The tool's failure in user words: which tool, the node when known, the cause and the fix."""
     optional: bool
     """Listed in ``optional_variants``: its failure is reported but does not fail the build."""
-
-
-class IOInfo(_Frozen):
-    """One input or output tensor of an artifact, as the app feeds or reads it."""
-
-    name: str
-    dtype: str
-    """numpy name: float32, float16, int8, uint8..."""
-    shape: list[int | str]
-    """As the artifact declares it (NCHW for ONNX, often NHWC for .tflite)."""
-    scale: float | None = None
-    """Quantized tensors only: ``real = (q - zero_point) * scale``."""
-    zero_point: int | None = None
-
-    def int_shape(self) -> list[int]:
-        """The shape as integers; raises ``ValueError`` on a symbolic dim (prepared inputs have none)."""
-        if not all(isinstance(d, int) for d in self.shape):
-            raise ValueError(f"{self.name} has symbolic dims {self.shape}")
-        return [int(d) for d in self.shape]
 
 
 class EvaluationFacts(_Frozen):

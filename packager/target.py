@@ -18,15 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from packager.errors import ConfigError
+from packager.results import IOInfo
 from packager.steps import Step, StepOutput
 
 if TYPE_CHECKING:
     from packager.config import Config, ModelSpec
+    from packager.manifest import ManifestContent
 
 ENTRY_POINT_GROUP = "packager.targets"
 
@@ -56,11 +59,37 @@ class Product:
     """False: its failure is reported, the bundle ships without it."""
     not_validated_reason: str | None = None
     details_step: str | None = None
-    """A step whose metadata describes the artifact (EP coverage, quantization parameters...)."""
+    """A later step whose :class:`ArtifactRecords` also describe the artifact (EP coverage, a
+    benchmark that rejects it...), merged over the making step's."""
+    choice: str | None = None
+    """Products of one model and platform sharing a ``choice`` are alternatives: the first in plan
+    order that passes its gates ships, the others are reported as not shipped (when none passes,
+    the first ships and fails the build as usual)."""
 
     @property
     def name(self) -> str:
-        return f"{self.platform}:{self.model}:{self.variant}:{self.format}"
+        return f"{self.platform}:{self.model}:{self.variant}:{self.format}:{self.precision}"
+
+
+class ArtifactRecord(BaseModel):
+    """What a target step says about one artifact it made, beyond the file itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    inputs: list[IOInfo] = []
+    """The artifact's own input tensors (layout, dtype, quantization); empty: the ONNX model's."""
+    outputs: list[IOInfo] = []
+    details: dict[str, object] = {}
+    """Facts for the manifest and report: EP coverage, partitions, method, converter version..."""
+    rejected: str | None = None
+    """Why the target will not ship it although it was made (e.g. slower than its float sibling)."""
+
+
+class ArtifactRecords(BaseModel):
+    """The metadata of a target step that makes or describes artifacts: one record per file it
+    wrote (the product's ``source.file``). A step returns ``ArtifactRecords(...).model_dump(mode="json")``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    artifacts: dict[str, ArtifactRecord] = {}
 
 
 @dataclass(frozen=True)
@@ -93,11 +122,27 @@ class TargetPlan:
 
 
 @dataclass(frozen=True)
+class SourceContext:
+    """What a target's code generator gets once every artifact is measured and chosen."""
+
+    config: Config
+    table: BaseModel
+    manifest: ManifestContent
+    """The bundle's manifest as it stands (models and shipped artifacts; ``sources`` still empty):
+    asset names, tensor names, shapes and quantization parameters come from here."""
+    root: Path
+    """The bundle folder being written; a generator writes only under its platform's folder."""
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     schema: type[BaseModel]
     plan: Callable[[TargetContext], TargetPlan]
     summary: str = ""
+    generate: Callable[[SourceContext], list[Path]] | None = None
+    """Writes the platform's source files (loaders, build files) into the bundle and returns them;
+    they are listed in the manifest with their sha256 and zipped with the platform's artifacts."""
 
 
 def installed_targets() -> dict[str, Target]:

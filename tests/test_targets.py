@@ -3,7 +3,9 @@ steps and artifacts, and the core builds, validates, ships and reports them with
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,65 @@ def test_a_target_s_artifacts_are_built_validated_shipped_and_reported(tiny_proj
     assert (outcome.bundle / "demo.zip").is_file()
 
 
+def test_a_target_s_own_tensor_facts_reach_the_manifest(tiny_project, demo_installed) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), '[demo]\nvariants = ["fp16"]')
+    manifest = json.loads(
+        (build_project(load_config(config), BuildOptions()).bundle / "manifest.json").read_text()
+    )
+    artifact = next(a for a in manifest["artifacts"] if a["path"] == "demo/models/embedder/fp16.onnx")
+    assert artifact["inputs"] == [
+        {"name": "demo_input", "dtype": "int8", "shape": [1, 8], "scale": 0.5, "zero_point": -3}
+    ]
+    assert artifact["outputs"][0]["name"] == "embedding"  # not recorded by the target: the model's own
+
+
+def test_generated_sources_are_made_from_the_manifest_listed_and_zipped(tiny_project, demo_installed) -> None:
+    config = _with_table(tiny_project(variants='["fp16"]'), '[demo]\nvariants = ["fp16"]')
+    bundle = build_project(load_config(config), BuildOptions()).bundle
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    loader = (bundle / "demo" / "Loader.txt").read_text()
+    shipped = next(a for a in manifest["artifacts"] if a["path"] == "demo/models/embedder/fp16.onnx")
+    assert f"demo/models/embedder/fp16.onnx {shipped['sha256']}" in loader
+    [source] = manifest["sources"]
+    assert source["path"] == "demo/Loader.txt" and source["platform"] == "demo"
+    assert source["sha256"] == hashlib.sha256(loader.encode()).hexdigest()
+    with zipfile.ZipFile(bundle / "demo.zip") as archive:
+        assert archive.read("demo/Loader.txt").decode() == loader
+
+
+def test_of_alternatives_the_first_that_passes_ships_and_the_other_is_reported(
+    tiny_project, demo_installed
+) -> None:
+    table = '[demo]\nvariants = ["fp16", "int8-dynamic"]\nalternatives = true'
+    config = _with_table(tiny_project(variants='["fp16", "int8-dynamic"]'), table)
+    outcome = build_project(load_config(config), BuildOptions())
+    by_path = {a.file: a for a in outcome.result.models[0].artifacts}
+    assert by_path["demo/models/embedder/fp16.onnx"].not_shipped_reason is None
+    assert "alternative of demo/models/embedder/fp16.onnx" in str(
+        by_path["demo/models/embedder/int8-dynamic.onnx"].not_shipped_reason
+    )
+    assert not (outcome.bundle / "demo" / "models" / "embedder" / "int8-dynamic.onnx").exists()
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    assert "demo/models/embedder/int8-dynamic.onnx" not in {a["path"] for a in manifest["artifacts"]}
+    assert "not shipped: alternative of" in (outcome.bundle / "report.md").read_text()
+
+
+def test_an_artifact_its_target_rejects_is_measured_reported_and_not_shipped(
+    tiny_project, demo_installed
+) -> None:
+    table = '[demo]\nvariants = ["fp16"]\nreject = ["fp16"]'
+    outcome = build_project(
+        load_config(_with_table(tiny_project(variants='["fp16"]'), table)), BuildOptions()
+    )
+    [rejected] = [a for a in outcome.result.models[0].artifacts if a.file.endswith("fp16.onnx")]
+    assert rejected.modes and rejected.details == {
+        "ep_coverage": {"supported_nodes": 7, "total_nodes": 7, "partitions": 1},
+        "checked": True,
+    }
+    assert rejected.not_shipped_reason == "slower than its float sibling"
+    assert not (outcome.bundle / "demo" / "models" / "embedder" / "fp16.onnx").exists()
+
+
 def test_the_platform_zip_is_byte_identical_when_rebuilt_elsewhere(
     tiny_project, demo_installed, tmp_path
 ) -> None:
@@ -71,7 +132,7 @@ def test_a_step_two_requests_share_is_planned_once(tiny_project, demo_installed)
     planned = make_plan(load_config(_with_table(tiny_project(variants='["fp16"]'), "[demo]")), BuildOptions())
     names = [s.name for s in planned.steps]
     assert names.count("demo-shared[embedder]") == 1
-    assert "validate[demo:embedder:fp16:onnx]" in names
+    assert "validate[demo:embedder:fp16:onnx:fp16]" in names
 
 
 def test_the_same_step_name_with_another_definition_is_an_error(tiny_project, demo_installed) -> None:

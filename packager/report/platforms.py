@@ -51,6 +51,8 @@ def _row(artifact: VariantResult) -> list[str]:
         gate = ["(no gates)", "", "", "", ""]
     speed = artifact.modes.get(SPEED_MODE)
     result = NOT_VALIDATED if artifact.not_validated_reason is not None else fmt.verdict(artifact.passed)
+    if artifact.not_shipped_reason is not None:
+        result = f"{result}, not shipped: {artifact.not_shipped_reason}"
     return [
         artifact.file,
         artifact.variant,
