@@ -214,8 +214,14 @@ def assemble(
             if product is reference_product:
                 continue
             validation = plan.validations.get(product.name)
-            failure = outcome.failures.get(product.source.step) or (
-                outcome.failures.get(validation) if validation else None
+            # The making step, its validation, or the step that describes it (a speed check) failed.
+            failure = next(
+                (
+                    outcome.failures[step]
+                    for step in (product.source.step, validation, product.details_step)
+                    if step is not None and step in outcome.failures
+                ),
+                None,
             )
             if failure is not None:
                 failed.append(_failure(product, failure))

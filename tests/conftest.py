@@ -86,6 +86,22 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_project_in(tiny_assets: Path):  # -> factory
+    """Like ``tiny_project`` in a folder the caller owns (for module-scoped builds): ``(folder, variants,
+    extra config text) -> packager.toml``."""
+    import shutil
+
+    def make(folder: Path, variants: str, extra: str = "", min_cos: float = 0.9) -> Path:
+        project = folder / "project"
+        shutil.copytree(tiny_assets, project)
+        config = project / "packager.toml"
+        config.write_text(CONFIG_TEMPLATE.format(size=SIZE, variants=variants, min_cos=min_cos) + extra)
+        return config
+
+    return make
+
+
 @pytest.fixture
 def tiny_project(tiny_assets: Path, tmp_path: Path):  # -> factory
     """A fresh project folder per test; call it with overrides for the config text."""

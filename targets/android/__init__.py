@@ -1,1 +1,34 @@
-"""The Android platform target: ORT-format and TFLite artifacts, Kotlin loaders, one Gradle module."""
+"""The Android platform target: ORT-format and TFLite artifacts, Kotlin loaders, one Gradle module.
+
+Registered in pyproject.toml under the ``packager.targets`` entry-point group; a packager.toml turns
+it on with an ``[android]`` table (:class:`targets.android.config.AndroidSpec`). The core never
+imports this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from packager.target import SourceContext, Target, TargetContext, TargetPlan
+from targets.android.config import AndroidSpec
+
+
+def _plan(context: TargetContext) -> TargetPlan:
+    from targets.android.plan import plan
+
+    return plan(context)
+
+
+def _generate(context: SourceContext) -> list[Path]:
+    from targets.android.sources import generate
+
+    return generate(context)
+
+
+TARGET = Target(
+    "android",
+    AndroidSpec,
+    _plan,
+    summary="ORT format (NNAPI/XNNPACK configs) and TFLite artifacts, Kotlin loaders, a Gradle module",
+    generate=_generate,
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Runtime = Literal["ort", "tflite"]
 OrtEp = Literal["xnnpack", "cpu", "nnapi"]
@@ -16,8 +16,36 @@ _PACKAGE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _MODULE = re.compile(r"^[a-z][a-z0-9_-]*$")
 # Kotlin hard keywords: a package segment named like one does not compile.
 _KOTLIN_KEYWORDS = frozenset(
-    "as break class continue do else false for fun if in interface is null object package return super "
-    "this throw true try typealias typeof val var when while".split()
+    {
+        "as",
+        "break",
+        "class",
+        "continue",
+        "do",
+        "else",
+        "false",
+        "for",
+        "fun",
+        "if",
+        "in",
+        "interface",
+        "is",
+        "null",
+        "object",
+        "package",
+        "return",
+        "super",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "typealias",
+        "typeof",
+        "val",
+        "var",
+        "when",
+        "while",
+    }
 )
 
 
@@ -39,13 +67,16 @@ class AndroidSpec(BaseModel):
     """Gradle module folder and name; default: the project name."""
     runtimes: Annotated[list[Runtime], Field(min_length=1)] = ["ort", "tflite"]
     """Which runtimes the bundle ships a model for; each is its own artifact, loader and dependency."""
+    optional_runtimes: list[Runtime] = []
+    """Runtimes whose artifacts may fail to convert without failing the build (they are reported,
+    and the bundle ships without them); by default every runtime listed is required."""
     ort_variant: str = "auto"
     """The ONNX variant converted to ORT format beside FP32: a variant name, or ``auto`` for the first
     INT8 variant (mixed, int8-qdq, int8-dynamic, in that order) that passed its gates."""
     ort_eps: Annotated[list[OrtEp], Field(min_length=1)] = ["xnnpack", "cpu"]
     """Execution providers in the order the loader tries them. NNAPI is deprecated since Android 15
     and often slower through partitioning (DESIGN §5 pitfall 11): opt in by listing it."""
-    tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16", "int8"]
+    tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16"]
     tflite_delegate: TfliteDelegate = "xnnpack"
     threads: int = Field(default=4, ge=1, le=16)
     """Intra-op threads the loaders ask for (XNNPACK ``intra_op_num_threads``, LiteRT ``numThreads``)."""
@@ -74,6 +105,13 @@ class AndroidSpec(BaseModel):
         if v is not None and not _MODULE.match(v):
             raise ValueError(f"{v!r} is not a Gradle module name: lower case letters, digits, - and _")
         return v
+
+    @model_validator(mode="after")
+    def _optional_are_listed(self) -> AndroidSpec:
+        stray = [r for r in self.optional_runtimes if r not in self.runtimes]
+        if stray:
+            raise ValueError(f"optional_runtimes lists {stray[0]!r}, which is not in runtimes")
+        return self
 
     @field_validator("runtimes", "ort_eps", "tflite_precisions")
     @classmethod

@@ -1,0 +1,167 @@
+"""The Android target's steps and artifacts, planned from the core's upstream products.
+
+Bundle layout: one Gradle library module, ``android/<module>/``, so an app adds
+``implementation(project(":<module>"))``; every model file sits in its assets:
+
+* ``src/main/assets/<model>/fp32.ort`` and the chosen INT8 variant's ``<variant>.ort`` (ORT format,
+  ``--target_platform arm``), each validated against FP32 by the core like any variant;
+* ``src/main/assets/<model>/fp32.tflite``, ``fp16.tflite``, ``int8.tflite`` (onnx2tf), validated the
+  same way through the LiteRT interpreter;
+* Kotlin loaders, ``build.gradle.kts`` and the EP configs are generated from the manifest afterwards
+  (:mod:`targets.android.sources`).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from packager.errors import ConfigError
+from packager.quantize import registry
+from packager.steps import Step, StepOutput
+from packager.target import ModelProducts, Product, TargetContext, TargetPlan
+from targets.android import steps
+from targets.android.config import AndroidSpec
+from targets.ort_mobile.ort_format import ANDROID_RUNTIME, check_runtime_version
+from targets.saved_model import saved_model_step
+
+PLATFORM = "android"
+INT8_PREFERENCE = ("mixed", "int8-qdq", "int8-dynamic")
+"""``ort_variant = "auto"``: the first of these the model builds that passes its gates ships. Mixed
+first: it keeps the layers INT8 hurts most in float, so it is the most accurate INT8 variant."""
+ORT_TOOLS = ("packager", "onnx", "onnxruntime")
+TFLITE_TOOLS = ("packager", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "onnxsim", "numpy")
+
+
+def module_name(project: str, table: AndroidSpec) -> str:
+    """The Gradle module's folder and name: ``[android].module``, else the project name."""
+    return table.module or project.lower().replace(" ", "-")
+
+
+def asset_dir(module: str, model: str) -> str:
+    """Where a model's files ship inside the bundle (Gradle's default assets folder)."""
+    return f"{PLATFORM}/{module}/src/main/assets/{model}"
+
+
+def plan(context: TargetContext) -> TargetPlan:
+    """Steps and products for every model; raises :class:`ConfigError` for a table the models
+    cannot satisfy (a variant they do not build, INT8 with no calibration images)."""
+    table = context.table
+    assert isinstance(table, AndroidSpec)
+    if "ort" in table.runtimes:
+        check_runtime_version(ANDROID_RUNTIME.version, metadata.version("onnxruntime"))
+    module = module_name(context.config.project.name, table)
+    planned = TargetPlan()
+    for upstream in context.models:
+        if "ort" in table.runtimes:
+            _ort(upstream, table, module, planned)
+        if "tflite" in table.runtimes:
+            _tflite(upstream, table, module, planned)
+    return planned
+
+
+def _ort_variants(upstream: ModelProducts, table: AndroidSpec) -> list[str]:
+    model = upstream.spec.name
+    if table.ort_variant == "auto":
+        return [v for v in INT8_PREFERENCE if v in upstream.variants]
+    if table.ort_variant not in upstream.variants:
+        built = ", ".join(sorted(upstream.variants))
+        raise ConfigError(
+            "[android].ort_variant",
+            [f"model {model!r} builds no variant {table.ort_variant!r} (it builds: {built}); "
+             "add it to the model's variants or use \"auto\""],
+        )  # fmt: skip
+    return [table.ort_variant] if table.ort_variant != "fp32" else []
+
+
+def _ort(upstream: ModelProducts, table: AndroidSpec, module: str, planned: TargetPlan) -> None:
+    model = upstream.spec.name
+    required = "ort" not in table.optional_runtimes
+    candidates = _ort_variants(upstream, table)
+    for variant in ["fp32", *candidates]:
+        step = Step(
+            f"android-ort[{model}:{variant}]",
+            "convert",
+            run=lambda ctx, variant=variant: steps.ort_step(table, variant, ctx),
+            inputs={"model": upstream.variants[variant]},
+            params={"eps": list(table.ort_eps), "threads": table.threads, "style": steps.ort_style(table)},
+            tools=ORT_TOOLS,
+        )
+        planned.steps.append(step)
+        planned.products.append(
+            Product(
+                model=model,
+                variant=variant,
+                platform=PLATFORM,
+                runtime="onnxruntime",
+                format="ort",
+                precision=registry.precision_of(variant),
+                bundle_path=f"{asset_dir(module, model)}/{variant}.ort",
+                source=StepOutput(step.name, f"{variant}.ort"),
+                required=required,
+                choice="ort-int8" if variant != "fp32" and len(candidates) > 1 else None,
+            )
+        )
+
+
+def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: TargetPlan) -> None:
+    model = upstream.spec.name
+    required = "tflite" not in table.optional_runtimes
+    if "int8" in table.tflite_precisions and upstream.calibration is None:
+        raise ConfigError(
+            "[android].tflite_precisions",
+            [f"int8 needs calibration images and model {model!r} has none: add [models].calibration "
+             "or drop int8"],
+        )  # fmt: skip
+    float_step = saved_model_step(upstream)
+    planned.steps.append(float_step)
+    assets = asset_dir(module, model)
+
+    def product(precision: str, source: StepOutput, details_step: str | None = None) -> Product:
+        return Product(
+            model=model,
+            variant="fp32",
+            platform=PLATFORM,
+            runtime="tflite",
+            format="tflite",
+            precision=precision,
+            bundle_path=f"{assets}/{precision}.tflite",
+            source=source,
+            required=required,
+            details_step=details_step,
+        )
+
+    for precision in ("fp32", "fp16"):
+        if precision in table.tflite_precisions:
+            planned.products.append(product(precision, StepOutput(float_step.name, f"{precision}.tflite")))
+    if "int8" in table.tflite_precisions:
+        assert upstream.calibration is not None
+        if not hasattr(steps, "tflite_int8_step"):
+            raise ConfigError(
+                "[android].tflite_precisions",
+                ["int8 .tflite is not available in this packager version yet: list fp32 and fp16"],
+            )
+        int8 = Step(
+            f"android-tflite-int8[{model}]",
+            "convert",
+            run=lambda ctx: steps.tflite_int8_step(upstream.spec, ctx),
+            inputs={"model": upstream.prepared, "calibration": upstream.calibration},
+            params={"method": steps.INT8_METHOD},
+            tools=TFLITE_TOOLS,
+        )
+        check = Step(
+            f"android-tflite-speed[{model}]",
+            "bench",
+            run=lambda ctx: steps.tflite_speed_step(table, ctx),
+            inputs={
+                "int8": StepOutput(int8.name, "int8.tflite"),
+                "fp32": StepOutput(float_step.name, "fp32.tflite"),
+            },
+            params={
+                "threads": table.threads,
+                "max_partitions": table.max_partitions,
+                "slower_int8": table.slower_int8,
+            },
+            tools=("packager", "ai-edge-litert"),
+        )
+        planned.steps += [int8, check]
+        planned.products.append(product("int8", StepOutput(int8.name, "int8.tflite"), check.name))

@@ -1,0 +1,7 @@
+package ai.onnxruntime;
+
+// Stub of the API the generated code uses. Source: https://github.com/microsoft/onnxruntime/blob/v1.23.2/java/src/main/java/ai/onnxruntime/OnnxValue.java
+public interface OnnxValue extends AutoCloseable {
+  @Override
+  void close();
+}

@@ -1,0 +1,8 @@
+package ai.onnxruntime;
+
+// Stub of the API the generated code uses. Source: https://github.com/microsoft/onnxruntime/blob/v1.23.2/java/src/main/java/ai/onnxruntime/OrtException.java
+public class OrtException extends Exception {
+  public OrtException(String message) {
+    super(message);
+  }
+}
