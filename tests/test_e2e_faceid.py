@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from kotlin.toolchain import toolchain
 
 from packager.cli import main
 
@@ -61,6 +62,26 @@ def test_faceid_example_builds_gates_and_rebuilds_from_cache(
         assert (bundle / artifact["path"]).stat().st_size == artifact["size_bytes"]
     report = (bundle / "report.md").read_text()
     assert "face_detector" in report and "face_embedder" in report
+
+    android = {a["path"].rsplit("/", 2)[-2] + "/" + a["path"].rsplit("/", 1)[-1]: a
+               for a in manifest["artifacts"] if a["platform"] == "android"}  # fmt: skip
+    assert set(android) == {
+        f"{model}/{file}"
+        for model, int8 in (("face_detector", "int8-qdq"), ("face_embedder", "mixed"))
+        for file in ("fp32.ort", f"{int8}.ort", "fp32.tflite", "fp16.tflite")
+    }, "the best INT8 variant that passed (mixed before int8-qdq) ships as .ort beside FP32"
+    for name, artifact in android.items():
+        assert artifact["validation"]["passed"] and artifact["validation"]["metrics"], name
+    assert (
+        android["face_embedder/mixed.ort"]["size_bytes"]
+        <= 0.27 * android["face_embedder/fp32.ort"]["size_bytes"]
+    )
+    kotlin = [bundle / s["path"] for s in manifest["sources"] if s["path"].endswith(".kt")]
+    assert {p.name for p in kotlin} >= {"FaceEmbedderOrt.kt", "FaceEmbedderTflite.kt", "FaceDetectorOrt.kt"}
+    tools = toolchain()
+    compiled = tools.kotlinc_start(kotlin, tmp_path / "classes", "-Werror")
+    stdout, stderr = compiled.communicate(timeout=600)
+    assert compiled.returncode == 0, f"the bundle's Kotlin does not compile:\n{stdout}{stderr}"
 
     capsys.readouterr()
     assert main(["build", str(faceid_example), "--out", str(out)]) == 0
