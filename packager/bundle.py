@@ -76,6 +76,7 @@ def manifest(
     files: list[BundleFile],
     built_at: str | None = None,
     sources: list[ManifestSource] | None = None,
+    archives: list[ManifestSource] | None = None,
 ) -> Manifest:
     """Everything a release engineer or a device harness needs to trust and run the artifacts.
 
@@ -118,6 +119,7 @@ def manifest(
         models=[ManifestModel.from_result(m) for m in result.models],
         artifacts=artifacts,
         sources=sorted(sources or [], key=lambda s: s.path),
+        archives=sorted(archives or [], key=lambda s: s.path),
     )
     return Manifest.seal(content, built_at or datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -146,13 +148,18 @@ def generate_sources(
             rel = path.resolve().relative_to(root.resolve()).as_posix()
             if not rel.startswith(f"{platform}/") or not path.is_file():
                 raise ValueError(f"target {platform} generated {rel}: not a file under {platform}/")
-            data = path.read_bytes()
-            described.append(
-                ManifestSource(
-                    path=rel, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), platform=platform
-                )
-            )
+            described.append(_describe(path, root, platform))
     return described
+
+
+def _describe(path: Path, root: Path, platform: str) -> ManifestSource:
+    data = path.read_bytes()
+    return ManifestSource(
+        path=path.resolve().relative_to(root.resolve()).as_posix(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        platform=platform,
+    )
 
 
 def write_bundle(
@@ -185,9 +192,12 @@ def write_bundle(
                 shutil.copyfile(f.source, dest)
         built_at = datetime.now(UTC).isoformat(timespec="seconds")
         sources = generate_sources(generators or [], manifest(result, files, built_at), staging)
-        for platform in platform_folders([f.dest for f in files] + [s.path for s in sources]):
-            write_zip(staging / platform, staging / f"{platform}.zip")
-        (staging / "manifest.json").write_text(manifest(result, files, built_at, sources).to_json())
+        archives = [
+            _describe(write_zip(staging / platform, staging / f"{platform}.zip"), staging, platform)
+            for platform in platform_folders([f.dest for f in files] + [s.path for s in sources])
+        ]
+        final_manifest = manifest(result, files, built_at, sources, archives)
+        (staging / "manifest.json").write_text(final_manifest.to_json())
         write_results(result, staging, write_report)
         old = None
         if final.exists():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import time
@@ -102,6 +103,9 @@ def _quiet_native_logs(verbose: bool) -> None:
     import onnxruntime as ort
 
     ort.set_default_logger_severity(2 if verbose else 3)  # 1 (info) floods with allocator lines
+    # TensorFlow (imported later, inside the platform steps) reads this once at import: without -v
+    # its C++ lines ("Unable to register cuDNN factory" on a CPU-only host) stay off the terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -402,7 +406,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     planned = make_plan(config, BuildOptions(variants=tuple(args.variants) if args.variants else None))
     table = Table(title=f"build plan for {args.config}")
     for col in ("#", "step", "kind", "depends on", "params"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col == "step")
     for i, step in enumerate(planned.steps, start=1):
         files = sum(1 for v in step.inputs.values() if isinstance(v, Path))
         deps = escape(", ".join(step.depends_on())) + (f" +{files} files" if files else "")
@@ -413,7 +417,8 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         validation = planned.validations.get(product.name) or f"not validated: {product.not_validated_reason}"
         console.print(
             f"  {escape(product.bundle_path)}  [{escape(product.platform)}, {escape(product.runtime)}, "
-            f"{escape(product.precision)}] made by {escape(product.source.step)}; {escape(validation)}",
+            f"{escape(product.precision)}] made by {escape(product.source.step)}; {escape(validation)}"
+            + (f"; one of {escape(product.choice)} (the first that passes ships)" if product.choice else ""),
             soft_wrap=True,
         )
     return EXIT_OK
@@ -484,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `packager schema manifest | head`: the reader had enough
+        sys.stdout = None  # type: ignore[assignment]  # nothing more can be flushed to the closed pipe
+        return EXIT_OK
     except PackagerError as exc:
         if args.verbose:
             err_console.print_exception()

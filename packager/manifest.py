@@ -218,6 +218,8 @@ class ManifestContent(_Frozen):
     """Every shipped artifact, sorted by path."""
     sources: list[ManifestSource] = []
     """Every generated source file, sorted by path (made from the rest of this manifest)."""
+    archives: list[ManifestSource] = []
+    """``<platform>.zip`` of each platform folder (deterministic: sorted entries, fixed timestamps)."""
 
     def content_digest(self) -> str:
         """sha256 of the sorted JSON of the hashed fields, as written to manifest.json."""

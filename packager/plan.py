@@ -107,7 +107,10 @@ def make_plan(config: Config, options: BuildOptions) -> Plan:
     upstream = [_upstream(spec, products, steps) for spec in config.models]
     for name, table in config.targets.items():
         target = installed[name]
-        planned = target.plan(TargetContext(config, target.schema.model_validate(table), upstream))
+        try:
+            planned = target.plan(TargetContext(config, target.schema.model_validate(table), upstream))
+        except ConfigError as exc:  # a target's check of its table against the models: name the file
+            raise ConfigError(config.path, exc.problems) from None
         for step in planned.steps:
             # A platform step failing fails its artifacts, not the build (unless they are required).
             steps.add(dataclasses.replace(step, required=False), name)

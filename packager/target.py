@@ -139,6 +139,8 @@ class Target:
     name: str
     schema: type[BaseModel]
     plan: Callable[[TargetContext], TargetPlan]
+    """Raises :class:`ConfigError` whose problems each name their field (``[android].ort_variant: ...``);
+    the core reports them against the config file."""
     summary: str = ""
     generate: Callable[[SourceContext], list[Path]] | None = None
     """Writes the platform's source files (loaders, build files) into the bundle and returns them;

@@ -53,7 +53,8 @@ def test_the_module_has_loaders_gradle_and_session_configs_listed_in_the_manifes
     manifest = json.loads((float_build.bundle / "manifest.json").read_text())
     sources = {s["path"] for s in manifest["sources"]}
     assert "android/tiny/build.gradle.kts" in sources
-    assert f"{MODULE}/assets/embedder/int8-qdq.ort.session.json" in sources
+    assert "android/tiny/ort/embedder.int8-qdq.ort.session.json" in sources
+    assert "android/tiny/ort/required_operators.config" in sources
     assert any(p.endswith(".kt") for p in sources)
     assert (float_build.bundle / "android.zip").is_file()
 
@@ -84,7 +85,8 @@ def test_a_bad_android_table_is_a_config_error_naming_the_field(
 def test_int8_tflite_without_calibration_images_is_a_config_error(tiny_project) -> None:
     config = tiny_project(variants='["fp16"]')
     text = "\n".join(line for line in config.read_text().splitlines() if not line.startswith("calibration"))
-    config.write_text(text + '\n[android]\npackage = "com.example.tiny"\n')
+    table = '[android]\npackage = "com.example.tiny"\ntflite_precisions = ["fp32", "int8"]'
+    config.write_text(f"{text}\n{table}\n")
     with pytest.raises(ConfigError, match=r"int8 needs calibration images and model 'embedder' has none"):
         make_plan(load_config(config), BuildOptions())
 

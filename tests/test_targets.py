@@ -81,6 +81,9 @@ def test_generated_sources_are_made_from_the_manifest_listed_and_zipped(tiny_pro
     assert source["sha256"] == hashlib.sha256(loader.encode()).hexdigest()
     with zipfile.ZipFile(bundle / "demo.zip") as archive:
         assert archive.read("demo/Loader.txt").decode() == loader
+    [zipped] = manifest["archives"]
+    assert zipped["path"] == "demo.zip"
+    assert zipped["sha256"] == hashlib.sha256((bundle / "demo.zip").read_bytes()).hexdigest()
 
 
 def test_of_alternatives_the_first_that_passes_ships_and_the_other_is_reported(

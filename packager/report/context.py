@@ -69,6 +69,8 @@ class VariantView:
     no_gates: str | None
     """Said instead of an empty gates table (never for FP32)."""
     details: list[tuple[str, str]]
+    detail_tables: list[tuple[str, Table]] = field(default_factory=list)
+    """Details that are lists of records with the same keys (EP coverage per EP...), as tables."""
 
     @property
     def verdict_class(self) -> str:
@@ -142,7 +144,8 @@ def _variant_view(variant: VariantResult, is_baseline: bool) -> VariantView:
     else:
         facts.append(("gate mode", mode_label(variant.gate_mode)))
     gates = Table(list(GATE_TABLE_HEADER[1:]), [gate_row(gate)[1:] for gate in variant.gates])
-    details = [(key, fmt.detail(value)) for key, value in variant.details.items()]
+    tables = {key: t for key, value in variant.details.items() if (t := _records_table(value)) is not None}
+    details = [(key, fmt.detail(value)) for key, value in variant.details.items() if key not in tables]
     if is_baseline:
         return VariantView("FP32 baseline", variant.variant, None, facts, gates, None, details)
     if variant.not_validated_reason is not None:
@@ -150,7 +153,17 @@ def _variant_view(variant: VariantResult, is_baseline: bool) -> VariantView:
     else:
         verdict, no_gates = fmt.verdict(variant.passed), "No gates apply."
     title, name = ("Artifact", variant.file) if artifact else ("Variant", variant.variant)
-    return VariantView(title, name, verdict, facts, gates, no_gates, details)
+    return VariantView(title, name, verdict, facts, gates, no_gates, details, list(tables.items()))
+
+
+def _records_table(value: object) -> Table | None:
+    """A detail that is a list of flat records with the same keys, as a table (None otherwise)."""
+    if not isinstance(value, list) or not value or not all(isinstance(row, dict) for row in value):
+        return None
+    header = list(value[0])
+    if any(list(row) != header for row in value):
+        return None
+    return Table(header, [[fmt.detail(row[key]) for key in header] for row in value])
 
 
 def _io(items: list[IOInfo], kinds: dict[str, str] | None = None) -> str:
@@ -255,7 +268,8 @@ def model_view(model: ModelResult) -> ModelView:
 def _measured(model: ModelResult) -> list[tuple[str, ModeResult | None]]:
     rows = [(v.variant, v.modes.get(v.gate_mode)) for v, _ in all_variants(model)]
     return rows + [
-        (f"{a.platform}:{a.variant} ({a.format})", a.modes.get(a.gate_mode)) for a in model.artifacts
+        (f"{a.platform}:{a.variant} ({a.format} {a.precision})", a.modes.get(a.gate_mode))
+        for a in model.artifacts
     ]
 
 

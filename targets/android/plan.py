@@ -13,6 +13,7 @@ Bundle layout: one Gradle library module, ``android/<module>/``, so an app adds
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 
 from packager.errors import ConfigError
@@ -33,8 +34,9 @@ TFLITE_TOOLS = ("packager", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "
 
 
 def module_name(project: str, table: AndroidSpec) -> str:
-    """The Gradle module's folder and name: ``[android].module``, else the project name."""
-    return table.module or project.lower().replace(" ", "-")
+    """The Gradle module's folder and name: ``[android].module``, else the project name made a valid
+    module name (lower case; anything but letters, digits, ``-`` and ``_`` becomes ``-``)."""
+    return table.module or re.sub(r"[^a-z0-9_-]+", "-", project.lower()).strip("-") or "models"
 
 
 def asset_dir(module: str, model: str) -> str:
@@ -51,11 +53,16 @@ def plan(context: TargetContext) -> TargetPlan:
         check_runtime_version(ANDROID_RUNTIME.version, metadata.version("onnxruntime"))
     module = module_name(context.config.project.name, table)
     planned = TargetPlan()
+    problems: list[str] = []
     for upstream in context.models:
-        if "ort" in table.runtimes:
-            _ort(upstream, table, module, planned)
-        if "tflite" in table.runtimes:
-            _tflite(upstream, table, module, planned)
+        for runtime, add in (("ort", _ort), ("tflite", _tflite)):
+            if runtime in table.runtimes:
+                try:
+                    add(upstream, table, module, planned)
+                except ConfigError as exc:  # every model's problems at once, not the first
+                    problems += [f"{exc.source}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError("[android]", list(dict.fromkeys(problems)))
     return planned
 
 
@@ -82,7 +89,8 @@ def _ort(upstream: ModelProducts, table: AndroidSpec, module: str, planned: Targ
             f"android-ort[{model}:{variant}]",
             "convert",
             run=lambda ctx, variant=variant: steps.ort_step(table, variant, ctx),
-            inputs={"model": upstream.variants[variant]},
+            inputs={"model": upstream.variants[variant]}
+            | ({"fp32": upstream.prepared} if variant != "fp32" else {}),
             params={"eps": list(table.ort_eps), "threads": table.threads, "style": steps.ort_style(table)},
             tools=ORT_TOOLS,
         )

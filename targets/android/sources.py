@@ -2,9 +2,10 @@
 
 Every asset name, tensor name, shape and quantization parameter comes from the manifest's shipped
 artifacts; the preprocessing and output kinds come from the same config the host validation used.
-Besides the Kotlin and Gradle files (:mod:`targets.android.codegen`), this writes one session config
-JSON per .ort beside it in the assets and the merged ``required_operators.config`` of every .ort, which
-a reduced ORT build takes (``build.py --include_ops_by_config``).
+Besides the Kotlin and Gradle files (:mod:`targets.android.codegen`), this writes into ``ort/`` (outside
+the assets, so not into the APK) one session config JSON per .ort, the options the generated loaders
+use, for teams that write their own, and the merged ``required_operators.config`` of every .ort,
+which a reduced ORT build takes (``build.py --include_ops_by_config``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ def generate(context: SourceContext) -> list[Path]:
     written = render_module(description, module_root)
     ort_artifacts = [a for a in context.manifest.artifacts if a.platform == PLATFORM and a.format == "ort"]
     for artifact in ort_artifacts:
-        config = context.root / f"{artifact.path}.session.json"
+        name = _asset(artifact, description.module).replace("/", ".")
+        config = module_root / description.module / "ort" / f"{name}.session.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
         session = artifact.validation.details["session_config"]
         config.write_text(json.dumps(session, indent=1, sort_keys=True) + "\n")
         written.append(config)

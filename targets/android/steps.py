@@ -8,11 +8,15 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packager.errors import StepError
 from packager.steps import StepContext
 from packager.target import ArtifactRecord, ArtifactRecords
 from targets.android.config import AndroidSpec
+
+if TYPE_CHECKING:
+    from targets.ort_mobile.ep_config import EpCoverage
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +29,57 @@ def ort_style(table: AndroidSpec) -> str:
     return recommended_style(table.ort_eps)
 
 
+ANDROID_EPS = ("NNAPI", "XNNPACK")
+"""The EPs an Android app can use, of those the coverage covers (Core ML is iOS's)."""
+MIN_XNNPACK_SHARE = 0.5
+"""Below this share of nodes on XNNPACK, the loader skips the XNNPACK plan: its recommended setup
+gives the ORT pool one thread, so the nodes XNNPACK leaves to the CPU EP would run single-threaded
+(ORT's XNNPACK EP page), and a model XNNPACK barely takes runs slower than on the CPU plan."""
+
+
+def _usable_eps(table: AndroidSpec, coverage: list[EpCoverage]) -> tuple[list[str], list[str]]:
+    """The configured EPs the loader should try, and why any was left out (from the coverage)."""
+    by_ep = {c.ep: c.as_is for c in coverage}
+    xnnpack = by_ep.get("XNNPACK")
+    eps, dropped = list(table.ort_eps), []
+    if "xnnpack" in eps and xnnpack is not None and xnnpack.share < MIN_XNNPACK_SHARE:
+        eps.remove("xnnpack")
+        dropped.append(
+            f"xnnpack left out: it takes {xnnpack.supported_nodes} of {xnnpack.nodes} nodes "
+            f"(< {MIN_XNNPACK_SHARE:.0%}); the rest would run on a 1-thread CPU pool"
+        )
+    if not eps:
+        eps = ["cpu"]
+    return eps, dropped
+
+
 def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, object]:
     """Input ``model`` (.onnx) -> ``<variant>.ort`` and ``<variant>.required_operators.config``; the
-    record carries the converter facts, the EP coverage of the model and the app's session configs."""
+    record carries the converter facts, the EP coverage of the model and the app's session configs.
+
+    For an INT8 variant, input ``fp32`` (the FP32 .onnx) is converted too, only to compare sizes: an
+    INT8 .ort that is not smaller than FP32's is recorded as rejected (on a small model such as YuNet
+    the quantization parameters and ORT's runtime-optimization records outweigh the INT8 weights).
+    """
     from targets.ort_mobile.ep_config import ep_config, ep_coverage
     from targets.ort_mobile.ort_format import convert_to_ort
 
     style = ort_style(table)
+    rejected = None
     with tempfile.TemporaryDirectory(prefix=".ort-", dir=ctx.out) as work:
-        conversion = convert_to_ort(ctx.inputs["model"], Path(work), style, "arm")
+        conversion = convert_to_ort(ctx.inputs["model"], Path(work) / "model", style, "arm")
         os.replace(conversion.ort_path, ctx.out / f"{variant}.ort")
         os.replace(conversion.config_path, ctx.out / f"{variant}.required_operators.config")
+        if "fp32" in ctx.inputs:
+            fp32 = convert_to_ort(ctx.inputs["fp32"], Path(work) / "fp32", style, "arm")
+            if conversion.size_bytes >= fp32.size_bytes:
+                rejected = (
+                    f"{variant}.ort ({conversion.size_bytes / 1e6:.2f} MB) is not smaller than fp32.ort "
+                    f"({fp32.size_bytes / 1e6:.2f} MB): the app would gain nothing from it"
+                )
     coverage = ep_coverage(ctx.inputs["model"])
-    config = ep_config(table.ort_eps, table.threads, style)  # type: ignore[arg-type]
+    eps, dropped = _usable_eps(table, coverage)
+    config = ep_config(eps, table.threads, style)  # type: ignore[arg-type]
     details: dict[str, object] = {
         "ort_format": {
             "converter_version": conversion.converter_version,
@@ -48,28 +90,28 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
             "required_operators": [dataclasses.asdict(ops) for ops in conversion.required_ops],
             "seconds": round(conversion.seconds, 3),
         },
-        "ep_coverage": [_coverage_row(c) for c in coverage],
+        "ep_coverage": [_coverage_row(c) for c in coverage if c.ep in ANDROID_EPS],
+        "ep_coverage_sources": {
+            c.ep: " ".join([c.source, c.note, *c.caveats]).strip() for c in coverage if c.ep in ANDROID_EPS
+        },
         "session_config": config.model_dump(mode="json"),
+        "eps_left_out": dropped,
     }
-    return ArtifactRecords(artifacts={f"{variant}.ort": ArtifactRecord(details=details)}).model_dump(
-        mode="json"
-    )
+    record = ArtifactRecord(details=details, rejected=rejected)
+    return ArtifactRecords(artifacts={f"{variant}.ort": record}).model_dump(mode="json")
 
 
-def _coverage_row(coverage: object) -> dict[str, object]:
+def _coverage_row(coverage: EpCoverage) -> dict[str, object]:
     """One EP's coverage as the manifest and report show it: supported/total nodes, partitions, verdict."""
-    row = dataclasses.asdict(coverage)  # type: ignore[call-overload]
+    row = dataclasses.asdict(coverage)
     part = row["as_is"]
     return {
         "ep": row["ep"],
-        "source": row["source"],
         "supported_nodes": part["supported_nodes"],
         "total_nodes": part["nodes"],
         "partitions": part["partitions"],
         "unsupported_ops": list(part["unsupported_ops"]),
         "verdict": part["verdict"],
-        "caveats": list(row["caveats"]),
-        "note": row["note"],
     }
 
 
