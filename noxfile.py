@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s recipes``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s recipes``,
+``nox -s android``."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def recipes(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "examples/faceid/prepare_data.py")
     session.run("python", "bench/recipes.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def android(session: nox.Session) -> None:
+    """The Android artifacts of the example: sizes, accuracy vs FP32, coverage, build and Kotlin times."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/faceid/prepare_data.py")
+    session.run("python", "bench/android.py", *session.posargs)

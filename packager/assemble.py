@@ -167,8 +167,11 @@ def _choose(products: list[Product], built: list[VariantResult]) -> list[Variant
 
 
 def _failure(product: Product, failure: StepFailure) -> VariantFailure:
+    """A platform artifact is named by its platform and file (``android:int8.tflite``): several files
+    are made from one variant."""
+    file = product.bundle_path.rsplit("/", 1)[-1]
     return VariantFailure(
-        variant=product.variant if product.platform == "any" else f"{product.platform}:{product.variant}",
+        variant=product.variant if product.platform == "any" else f"{product.platform}:{file}",
         step=failure.root,
         error=str(failure.error),
         optional=not product.required,

@@ -287,3 +287,28 @@ def classifier_like(size: int = 32, classes: int = 10, seed: int = 0, opset: int
     graph.output.append(helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, classes]))
     onnx.checker.check_model(model)
     return model
+
+
+def with_det_branch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` plus a branch through ``Det`` (which onnxruntime runs and onnx2tf 1.29 cannot convert)
+    whose result is multiplied by 0 and added to the first output: same numbers, one unconvertible op."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    first = g.output[0].name
+    inp = g.input[0].name
+    renamed = f"{first}_before_det"
+    for node in g.node:
+        node.output[:] = [renamed if o == first else o for o in node.output]
+    g.initializer.extend([numpy_helper.from_array(np.zeros((1, 1), np.float32), "det_zero")])
+    g.node.extend(
+        [
+            helper.make_node("ReduceMean", [inp], ["det_mean"], name="det_mean", axes=[2, 3], keepdims=1),
+            helper.make_node("Det", ["det_mean"], ["det_value"], name="det"),
+            helper.make_node("ReduceSum", ["det_value"], ["det_sum"], name="det_sum", keepdims=1),
+            helper.make_node("Mul", ["det_sum", "det_zero"], ["det_nothing"], name="det_times_zero"),
+            helper.make_node("Add", [renamed, "det_nothing"], [first], name="det_add"),
+        ]
+    )
+    onnx.checker.check_model(out)
+    return out

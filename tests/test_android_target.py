@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import model_factory
 import pytest
 
 from packager.build import BuildOptions
 from packager.config import load_config
-from packager.errors import ConfigError
+from packager.errors import ConfigError, StepError, VariantsFailed
 from packager.pipeline import BuildOutcome, build_project
 from packager.plan import make_plan
+from packager.steps import StepContext
+from packager.target import ArtifactRecords
+from targets.android.config import AndroidSpec
+from targets.android.steps import tflite_speed_step
 
 MODULE = "android/tiny/src/main"
 
@@ -97,3 +102,83 @@ def test_an_ort_variant_the_model_does_not_build_is_a_config_error(tiny_project)
     )
     with pytest.raises(ConfigError, match=r"model 'embedder' builds no variant 'mixed'"):
         make_plan(load_config(config), BuildOptions())
+
+
+@pytest.fixture
+def det_project(tiny_project):  # -> factory
+    """The tiny project whose model has a Det branch: onnxruntime runs it, onnx2tf cannot convert it."""
+
+    def make(table: str) -> Path:
+        config = tiny_project(variants='["fp16", "int8-qdq"]')
+        source = model_factory.mobilefacenet_like(size=32, seed=1, batch="N", opset=11)
+        model_factory.save(model_factory.with_det_branch(source), config.parent / "model.onnx")
+        return _android(config, '[android]\npackage = "com.example.tiny"\n' + table)
+
+    return make
+
+
+def test_an_op_onnx2tf_cannot_convert_fails_tflite_only_and_the_ort_module_ships(det_project) -> None:
+    outcome = build_project(load_config(det_project('optional_runtimes = ["tflite"]')), BuildOptions())
+    model = outcome.result.models[0]
+    assert {a.format for a in model.artifacts} == {"ort"}
+    failed = {f.variant: f for f in model.failed}
+    assert set(failed) == {"android:fp32.tflite", "android:fp16.tflite", "android:int8.tflite"}
+    assert all(f.optional and "ONNX op Det" in f.error and "node 'det'" in f.error for f in failed.values())
+    report = (outcome.bundle / "report.md").read_text()
+    assert "saved-model[embedder]" in report and "ONNX op Det" in report
+    assert (
+        outcome.bundle / "android" / "tiny" / "src" / "main" / "assets" / "embedder" / "fp32.ort"
+    ).is_file()
+
+
+def test_a_required_runtime_that_fails_to_convert_fails_the_build_naming_it(det_project) -> None:
+    with pytest.raises(VariantsFailed, match=r"android:fp32\.tflite: .*ONNX op Det") as err:
+        build_project(load_config(det_project("")), BuildOptions())
+    assert not err.value.result.passed
+
+
+@pytest.fixture(scope="module")
+def slow_and_fast(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two real .tflite files, one with ~16x the work of the other (input 128x128 vs 32x32)."""
+    from targets.android.tflite import convert_float
+
+    root = tmp_path_factory.mktemp("speed")
+    files = []
+    for size in (128, 32):
+        onnx_path = model_factory.save(
+            model_factory.mobilefacenet_like(size=size, seed=1), root / f"m{size}.onnx"
+        )
+        files.append(convert_float(onnx_path.resolve(), (root / f"t{size}").resolve()).float32)
+    return files[0], files[1]
+
+
+def _speed_context(tmp_path: Path, int8: Path, fp32: Path) -> StepContext:
+    return StepContext(tmp_path, {"int8": int8, "fp32": fp32}, {}, lambda *_: None)
+
+
+def test_an_int8_tflite_slower_than_float_fails_the_build_by_default(slow_and_fast, tmp_path: Path) -> None:
+    slow, fast = slow_and_fast
+    table = AndroidSpec(package="com.example.tiny", threads=1)
+    with pytest.raises(
+        StepError, match=r"int8\.tflite is not faster than float on this host: INT8 p50 .* is"
+    ):
+        tflite_speed_step(table, _speed_context(tmp_path, slow, fast))
+
+
+def test_with_slower_int8_reject_it_is_measured_and_not_shipped(slow_and_fast, tmp_path: Path) -> None:
+    slow, fast = slow_and_fast
+    table = AndroidSpec(package="com.example.tiny", threads=1, slower_int8="reject")
+    record = ArtifactRecords.model_validate(tflite_speed_step(table, _speed_context(tmp_path, slow, fast)))
+    int8 = record.artifacts["int8.tflite"]
+    assert int8.rejected is not None and "x FP32's" in int8.rejected
+    speed = int8.details["host_speed"]
+    assert isinstance(speed, dict) and speed["ratio"] > 1.0
+    xnnpack = int8.details["xnnpack"]
+    assert isinstance(xnnpack, dict) and xnnpack["partitions"] >= 1
+
+
+def test_a_faster_int8_in_one_partition_ships(slow_and_fast, tmp_path: Path) -> None:
+    slow, fast = slow_and_fast
+    table = AndroidSpec(package="com.example.tiny", threads=1, max_partitions=50)
+    record = ArtifactRecords.model_validate(tflite_speed_step(table, _speed_context(tmp_path, fast, slow)))
+    assert record.artifacts["int8.tflite"].rejected is None

@@ -76,7 +76,7 @@ class AndroidSpec(BaseModel):
     ort_eps: Annotated[list[OrtEp], Field(min_length=1)] = ["xnnpack", "cpu"]
     """Execution providers in the order the loader tries them. NNAPI is deprecated since Android 15
     and often slower through partitioning (DESIGN §5 pitfall 11): opt in by listing it."""
-    tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16"]
+    tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16", "int8"]
     tflite_delegate: TfliteDelegate = "xnnpack"
     threads: int = Field(default=4, ge=1, le=16)
     """Intra-op threads the loaders ask for (XNNPACK ``intra_op_num_threads``, LiteRT ``numThreads``)."""

@@ -143,17 +143,14 @@ def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: T
             planned.products.append(product(precision, StepOutput(float_step.name, f"{precision}.tflite")))
     if "int8" in table.tflite_precisions:
         assert upstream.calibration is not None
-        if not hasattr(steps, "tflite_int8_step"):
-            raise ConfigError(
-                "[android].tflite_precisions",
-                ["int8 .tflite is not available in this packager version yet: list fp32 and fp16"],
-            )
+        from targets.android.tflite import DEFAULT_INT8_METHOD
+
         int8 = Step(
             f"android-tflite-int8[{model}]",
             "convert",
-            run=lambda ctx: steps.tflite_int8_step(upstream.spec, ctx),
+            run=lambda ctx: steps.tflite_int8_step(upstream.spec, table.threads, DEFAULT_INT8_METHOD, ctx),
             inputs={"model": upstream.prepared, "calibration": upstream.calibration},
-            params={"method": steps.INT8_METHOD},
+            params={"method": DEFAULT_INT8_METHOD, "threads": table.threads},
             tools=TFLITE_TOOLS,
         )
         check = Step(
@@ -171,5 +168,5 @@ def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: T
             },
             tools=("packager", "ai-edge-litert"),
         )
-        planned.steps += [int8, check]
+        planned.steps.extend([int8, check])
         planned.products.append(product("int8", StepOutput(int8.name, "int8.tflite"), check.name))

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packager.config import ModelSpec
 from packager.errors import StepError
 from packager.steps import StepContext
 from packager.target import ArtifactRecord, ArtifactRecords
@@ -113,6 +114,34 @@ def _coverage_row(coverage: EpCoverage) -> dict[str, object]:
         "unsupported_ops": list(part["unsupported_ops"]),
         "verdict": part["verdict"],
     }
+
+
+def tflite_int8_step(spec: ModelSpec, threads: int, method: str, ctx: StepContext) -> dict[str, object]:
+    """Inputs ``model`` (the prepared FP32 .onnx) and ``calibration`` (its preprocessed calibration
+    tensors, float32 [N, C, H, W]) -> ``int8.tflite`` by ``method`` (a key of
+    :data:`targets.android.tflite.INT8_METHODS`), from its own onnx2tf run (DESIGN pitfall 24); the
+    record carries its tensors' quantization parameters and how it was made."""
+    from targets.android.tflite import convert_int8
+    from targets.saved_model import tflite_io
+
+    conversion = convert_int8(
+        ctx.inputs["model"], ctx.inputs["calibration"], ctx.out, method, threads=threads
+    )
+    inputs, outputs = tflite_io(conversion.path)
+    details: dict[str, object] = {
+        "converter": "onnx2tf + TFLite converter",
+        "int8_method": conversion.method,
+        "io_dtype": conversion.io_dtype,
+        "calibration_samples": conversion.calibration_samples,
+        "percentile": conversion.percentile,
+        "percentile_candidates": conversion.candidates,
+        "prelu_rewritten": conversion.prelu_rewritten,
+        "equalized_pairs": conversion.equalized_pairs,
+        "seconds": round(conversion.seconds, 1),
+    }
+    log.info("int8.tflite of %s: %s", spec.name, details)
+    record = ArtifactRecord(inputs=inputs, outputs=outputs, details=details)
+    return ArtifactRecords(artifacts={"int8.tflite": record}).model_dump(mode="json")
 
 
 def tflite_speed_step(table: AndroidSpec, ctx: StepContext) -> dict[str, object]:

@@ -1,20 +1,19 @@
-"""ONNX -> TFLite with onnx2tf 1.29.24: the float conversion, the INT8 conversion, and what XNNPACK makes of them.
+"""ONNX -> TFLite with onnx2tf 1.29.24: float and INT8 conversions, and what XNNPACK makes of them.
 
-* :func:`convert_float` runs onnx2tf once for the ``saved_model`` (signature named after the ONNX input
-  and outputs; the iOS target feeds it to coremltools, DESIGN §5.10) and the ``float32``/``float16``
-  .tflite files.
-* :func:`convert_int8` runs onnx2tf *again*, in its own run (DESIGN §5.24: a calibration run can switch
-  onnx2tf's layout corrections off), on the model with its PRelu rewritten (:mod:`.prelu`), and keeps
-  the full-integer file. Calibration tensors are the model's own input, [N, C, H, W] float32; onnx2tf
-  wants them in the saved_model's layout in [0, 1] plus a mean/std it applies itself (§5.5):
-  :func:`calibration_for_onnx2tf` maps one to the other so the model sees the same values.
-* :func:`xnnpack_delegation` and :func:`host_latency` measure a .tflite in the real LiteRT interpreter
-  with its default XNNPACK delegate, as an Android app runs it.
+* :func:`convert_float`: one onnx2tf run for the ``saved_model`` (the iOS target feeds it to
+  coremltools, DESIGN §5.10) and the ``float32``/``float16`` .tflite files.
+* :func:`convert_int8`: an INT8 .tflite by one of :data:`INT8_METHODS`, always from its own onnx2tf run
+  (§5.24). Calibration tensors are the ONNX model's own input samples [N, C, H, W] float32.
+* :func:`xnnpack_delegation`, :func:`host_latency`: a .tflite in the real LiteRT interpreter with its
+  default XNNPACK delegate, as an Android app runs it.
 
 Every onnx2tf run works on a scratch copy of the .onnx (it rewrites its input in place, §5.1), with the
-venv's ``bin`` on PATH for its ``onnxsim`` subprocess (§5.2) and, in its working directory, the
-calibration sample file it would otherwise download even when given data (§5.3). Its console output
-goes to the log at DEBUG; an op it cannot convert raises :class:`ConversionError` naming the op.
+venv's ``bin`` on PATH for its ``onnxsim`` subprocess (§5.2) and, in its working directory, the sample
+file it would otherwise download even when given data (§5.3). Its console output goes to the log at
+DEBUG; an op it cannot convert raises :class:`ConversionError` naming the ONNX op. The .tflite input
+keeps the ONNX layout (NCHW, one TRANSPOSE inside) unless ``layout="NHWC"``, so an app feeds every
+runtime the same tensor. onnx2tf's saved_model names its signature outputs ``output_0``, ... (its own
+.tflite files use the ONNX names); the INT8 files here get the ONNX names back, matched by value.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,8 +35,9 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from packager.errors import ConversionError, first_line
+from packager.errors import ConversionError, DataError, StepError, UnknownName, first_line
 from packager.results import Latency
+from targets.android.prelu import equalize, rewrite_prelu
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ Layout = Literal["NCHW", "NHWC"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-# --- running onnx2tf -----------------------------------------------------------------------------
+# --- running onnx2tf ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -73,12 +74,12 @@ def _onnx2tf_env(work: Path) -> Iterator[io.StringIO]:
 
 def _failure(exc: BaseException, model: onnx.ModelProto, chatter: str, step: str) -> ConversionError:
     """One-line :class:`ConversionError` for an onnx2tf failure, naming the ONNX op when known."""
-    node_name = getattr(exc, "onnx_op_name", None)
-    op_type = next((n.op_type for n in model.graph.node if node_name and n.name == node_name), None)
+    node = getattr(exc, "onnx_op_name", None)
+    op_type = next((n.op_type for n in model.graph.node if node and n.name == node), None)
     missing = re.match(r"No module named 'onnx2tf\.ops\.(\w+)'", str(exc))
     if missing:
         op_type = missing.group(1)
-        problem = f"no converter for ONNX op {op_type}"
+        problem = "onnx2tf has no converter for it"
     elif isinstance(exc, SystemExit):
         errors = [ln for ln in _ANSI.sub("", chatter).splitlines() if ln.startswith("ERROR:")]
         problem = errors[-1].removeprefix("ERROR:").strip() if errors else f"exited with code {exc.code}"
@@ -90,31 +91,28 @@ def _failure(exc: BaseException, model: onnx.ModelProto, chatter: str, step: str
         step,
         TOOL,
         " ".join(problem.split()),
-        f"replace or remove the {op_type or 'failing'} op before export, or drop the tflite runtime "
-        "from [android].runtimes (the build log has onnx2tf's full output)",
-        node=node_name,
+        f"replace the {op_type or 'failing'} op in the model, or drop tflite from [android].runtimes "
+        "(the build log has onnx2tf's output)",
+        node=node,
     )
 
 
 def _run_onnx2tf(onnx_path: Path, folder: Path, step: str, **options: object) -> float:
-    """onnx2tf.convert on a scratch copy of ``onnx_path`` into ``folder``; returns seconds taken.
-
-    Files are named ``model_float32.tflite`` and so on. Raises :class:`ConversionError`.
-    """
+    """onnx2tf.convert a scratch copy of ``onnx_path`` into ``folder`` (files ``model_*.tflite``) with
+    signature defs; returns its wall time in seconds. Raises :class:`ConversionError`."""
     import onnx2tf
 
     work = folder.parent / f".{folder.name}-work"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     work.mkdir(parents=True)
-    scratch = work / "model.onnx"
-    shutil.copyfile(onnx_path, scratch)
+    shutil.copyfile(onnx_path, work / "model.onnx")
     model = onnx.load(str(onnx_path), load_external_data=False)
     start = time.perf_counter()
     try:
         with _onnx2tf_env(work) as chatter:
             onnx2tf.convert(
-                input_onnx_file_path=str(scratch),
+                input_onnx_file_path=str(work / "model.onnx"),
                 output_folder_path=str(folder),
                 output_signaturedefs=True,
                 verbosity="info",
@@ -127,7 +125,21 @@ def _run_onnx2tf(onnx_path: Path, folder: Path, step: str, **options: object) ->
     return time.perf_counter() - start
 
 
-# --- float ------------------------------------------------------------------------------------------
+def _input_name(model_path: Path) -> str:
+    """The ONNX model's one graph input (initializers listed as inputs left out)."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if len(names) != 1:
+        raise DataError(model_path, f"has {len(names)} inputs ({', '.join(names)})", "export one image input")
+    return names[0]
+
+
+def _layout_options(model_path: Path, layout: Layout) -> dict[str, object]:
+    return {"keep_ncw_or_nchw_or_ncdhw_input_names": [_input_name(model_path)]} if layout == "NCHW" else {}
+
+
+# --- float ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -135,55 +147,91 @@ class FloatConversion:
     """What :func:`convert_float` wrote."""
 
     saved_model: Path
-    """TF SavedModel folder; signature ``serving_default`` with the ONNX input and output names."""
+    """TF SavedModel folder; signature ``serving_default``, input named as in ONNX, outputs
+    ``output_0``, ``output_1``, ... (onnx2tf 1.29.24's naming)."""
     float32: Path
     float16: Path
-    """FP16 weights, dequantized to float32 at load (onnx2tf's ``_float16`` file); float32 I/O."""
+    """FP16 weights dequantized at load (onnx2tf's ``_float16`` file); float32 I/O."""
     input_name: str
     input_layout: Layout
-    """NCHW: the ONNX model's own layout (onnx2tf adds one TRANSPOSE); NHWC: onnx2tf's default."""
     seconds: float
     """Wall time of the onnx2tf run."""
-
-
-def _input_names(model_path: Path) -> list[str]:
-    model = onnx.load(str(model_path), load_external_data=False)
-    inits = {t.name for t in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in inits]
-
-
-def _layout_options(model_path: Path, layout: Layout) -> dict[str, object]:
-    if layout == "NHWC":
-        return {}
-    return {"keep_ncw_or_nchw_or_ncdhw_input_names": _input_names(model_path)}
 
 
 def convert_float(onnx_path: Path, out_dir: Path, layout: Layout = "NCHW") -> FloatConversion:
     """onnx2tf ``onnx_path`` into ``out_dir``: ``saved_model/``, ``float32.tflite``, ``float16.tflite``.
 
-    ``layout`` is the .tflite input's: NCHW (default) keeps the ONNX input as it is, so an app feeds
-    every runtime the same tensor and coremltools gets the ONNX layout. Raises
-    :class:`ConversionError` naming the ONNX op onnx2tf could not convert.
+    Raises :class:`ConversionError` naming the ONNX op onnx2tf could not convert.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = out_dir / "saved_model"
     seconds = _run_onnx2tf(onnx_path, folder, "tflite float", **_layout_options(onnx_path, layout))
-    files = {}
     for kind in ("float32", "float16"):
-        files[kind] = out_dir / f"{kind}.tflite"
-        os.replace(folder / f"model_{kind}.tflite", files[kind])
+        os.replace(folder / f"model_{kind}.tflite", out_dir / f"{kind}.tflite")
     log.info("onnx2tf float conversion of %s took %.1f s", onnx_path.name, seconds)
     return FloatConversion(
-        saved_model=folder,
-        float32=files["float32"],
-        float16=files["float16"],
-        input_name=_input_names(onnx_path)[0],
-        input_layout=layout,
-        seconds=seconds,
+        folder,
+        out_dir / "float32.tflite",
+        out_dir / "float16.tflite",
+        _input_name(onnx_path),
+        layout,
+        seconds,
     )
 
 
-# --- INT8 -------------------------------------------------------------------------------------------
+# --- INT8 -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Int8Method:
+    """One way to make the INT8 .tflite."""
+
+    name: str
+    equalize: bool
+    """Fold BatchNorms and equalize ``Conv -> PRelu -> Conv`` channel ranges first (prelu.equalize)."""
+    rewrite_prelu: bool
+    """Rewrite PRelu into ops XNNPACK takes in INT8 (prelu.rewrite_prelu)."""
+    float_ops: tuple[str, ...]
+    """TFLite ops left in float (DEQUANTIZE -> op -> QUANTIZE), which XNNPACK runs in the same partition."""
+    summary: str
+
+
+INT8_METHODS: dict[str, Int8Method] = {
+    m.name: m
+    for m in (
+        Int8Method(
+            "onnx2tf",
+            equalize=False,
+            rewrite_prelu=False,
+            float_ops=(),
+            summary="onnx2tf -oiqt -cind as is, min/max ranges (SFace: 28 XNNPACK partitions, int8 PRELU "
+            "is not delegated)",
+        ),
+        Int8Method(
+            "float-prelu",
+            equalize=True,
+            rewrite_prelu=False,
+            float_ops=("PRELU",),
+            summary="equalized, PRELU kept float, percentile ranges: the fastest on XNNPACK",
+        ),
+        Int8Method(
+            "prelu-rewrite",
+            equalize=True,
+            rewrite_prelu=True,
+            float_ops=(),
+            summary="equalized, PRelu rewritten, percentile ranges: every op INT8, for INT8-only "
+            "accelerators",
+        ),
+    )
+}
+DEFAULT_INT8_METHOD = "float-prelu"
+PERCENTILES: tuple[float, ...] = (99.99, 99.995, 99.999)
+"""Activation range cuts tried (percent of values inside, per tail); the one whose outputs are closest to
+float on the calibration samples is kept. SFace: 99.995 (eval cosine 0.9952 vs 0.9949 and 0.9943)."""
+CHECK_SAMPLES = 64
+"""Calibration samples (about) the range cuts are compared on; with 16, SFace's pick was 99.999, the
+worst of the three on the evaluation images."""
+_BINS = 8192
 
 
 @dataclass(frozen=True)
@@ -198,11 +246,10 @@ class Onnx2tfCalibration:
 
 
 def calibration_for_onnx2tf(data: np.ndarray, layout: Layout) -> Onnx2tfCalibration:
-    """Map model inputs ``data`` [N, C, H, W] float32 (exactly what the ONNX model consumes, e.g. RGB
-    0..255) to onnx2tf's form: ``values = (data - lo) / (hi - lo)`` in ``layout``, ``mean = -lo / (hi -
-    lo)``, ``std = 1 / (hi - lo)``, so ``(values - mean) / std == data`` (to float rounding) and
-    calibration sees the model's real input. Raises :class:`ValueError` for a non-4-D or non-finite
-    ``data``.
+    """Map model inputs ``data`` [N, C, H, W] float32 (what the ONNX model consumes, e.g. RGB 0..255)
+    to onnx2tf's form (§5.5): ``values = (data - lo) / (hi - lo)`` in ``layout``, ``mean = -lo / (hi -
+    lo)``, ``std = 1 / (hi - lo)``, so ``(values - mean) / std == data`` up to float rounding.
+    Raises :class:`ValueError` for data that is not finite [N, C, H, W].
     """
     if data.ndim != 4 or not np.isfinite(data).all():
         raise ValueError(f"calibration data must be finite [N, C, H, W], got shape {list(data.shape)}")
@@ -211,11 +258,10 @@ def calibration_for_onnx2tf(data: np.ndarray, layout: Layout) -> Onnx2tfCalibrat
     values = (data.astype(np.float64) - lo) / span
     if layout == "NHWC":
         values = values.transpose(0, 2, 3, 1)
-    shape = (1, 1, 1, 1)
     return Onnx2tfCalibration(
-        values=np.ascontiguousarray(values, np.float32),
-        mean=np.full(shape, -lo / span, np.float32),
-        std=np.full(shape, 1.0 / span, np.float32),
+        np.ascontiguousarray(values, np.float32),
+        np.full((1, 1, 1, 1), -lo / span, np.float32),
+        np.full((1, 1, 1, 1), 1.0 / span, np.float32),
     )
 
 
@@ -225,45 +271,339 @@ class TensorQuantization:
 
     name: str
     dtype: str
-    """Of the tensor the app reads or writes: ``float32`` (the model quantizes inside) or ``int8``."""
+    """Of the tensor the app reads or writes: ``float32`` (quantized inside) or ``int8``."""
     shape: tuple[int, ...]
     scale: float | None
-    """``real = scale * (q - zero_point)`` of the int8 tensor at this boundary: the I/O tensor itself
-    when int8, else the QUANTIZE op's output (input) or the DEQUANTIZE op's input (output)."""
+    """``real = scale * (q - zero_point)`` of the int8 tensor at this boundary: the I/O tensor itself if
+    int8, else the QUANTIZE op's output (input) or the DEQUANTIZE op's input (output)."""
     zero_point: int | None
 
 
-def _boundary(details: dict, ops: list[dict], as_input: bool) -> tuple[float | None, int | None]:
-    """Scale and zero point of the int8 tensor next to one signature tensor (see TensorQuantization)."""
-    index = int(details["index"])
-    params = details["quantization_parameters"]
-    if not np.issubdtype(details["dtype"], np.floating):
-        return float(params["scales"][0]), int(params["zero_points"][0])
-    op_name, side = ("QUANTIZE", "inputs") if as_input else ("DEQUANTIZE", "outputs")
-    for op in ops:
-        if op["op_name"] == op_name and index in [int(t) for t in op[side]]:
-            other = op["outputs" if as_input else "inputs"][0]
-            return op["_scale_zero"](int(other))
-    return None, None
+@dataclass(frozen=True)
+class Int8Conversion:
+    """What :func:`convert_int8` wrote, and how XNNPACK takes it."""
+
+    path: Path
+    method: str
+    io_dtype: IoDtype
+    input_layout: Layout
+    inputs: tuple[TensorQuantization, ...]
+    outputs: tuple[TensorQuantization, ...]
+    calibration_samples: int
+    percentile: float | None
+    """Activation range cut kept (None: onnx2tf's min/max)."""
+    candidates: dict[str, float]
+    """Mean output cosine to float on the calibration samples, per percentile tried."""
+    prelu_rewritten: int
+    equalized_pairs: int
+    delegation: Delegation
+    seconds: float
+    """Wall time of the whole conversion (onnx2tf run included)."""
+
+
+def _calibration(calibration: np.ndarray | Path, onnx_path: Path) -> np.ndarray:
+    data = np.load(calibration) if isinstance(calibration, Path) else calibration
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    name = _input_name(onnx_path)
+    dims = next(i for i in model.graph.input if i.name == name).type.tensor_type.shape.dim
+    wanted = [d.dim_value for d in dims][1:]
+    if data.ndim != len(dims) or any(w > 0 and w != s for w, s in zip(wanted, data.shape[1:], strict=False)):
+        raise DataError(
+            str(calibration) if isinstance(calibration, Path) else "calibration tensors",
+            f"shape {list(data.shape)} does not fit input {name!r} [N, {', '.join(map(str, wanted))}]",
+            "pass the model's own input samples, preprocessed as the ONNX model consumes them",
+        )
+    return np.ascontiguousarray(data, np.float32)
+
+
+def _converter_error(exc: BaseException) -> ConversionError:
+    fix = "use INT8 method 'onnx2tf', or drop int8 from [android].tflite_precisions"
+    return ConversionError("tflite int8", "TFLite converter", " ".join(first_line(exc).split()), fix)
+
+
+def _interp(model: bytes | Path, threads: int = 1, delegates: bool = False, keep: bool = False):
+    """A LiteRT Interpreter, allocated; ``delegates``: with the default XNNPACK; ``keep``: every tensor."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    source = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
+    interpreter = Interpreter(
+        **source,
+        num_threads=threads,
+        experimental_op_resolver_type=resolver,
+        experimental_preserve_all_tensors=keep,
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _outputs(model: bytes | Path, samples: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Signature outputs of a float-I/O model on each sample of ``samples`` [N, ...]."""
+    runner = _interp(model).get_signature_runner()
+    name = next(iter(runner.get_input_details()))
+    return [{k: v.astype(np.float64) for k, v in runner(**{name: s[None]}).items()} for s in samples]
+
+
+def _calibrate(saved_model: Path, data: np.ndarray) -> bytes:
+    """Float .tflite with TFLite's min/max calibration statistics on every activation tensor."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample[None]] for sample in data)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True  # TF 2.19; the path QuantizationDebugger uses
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return converter.convert()
+
+
+def _ranged(calibrated: bytes, data: np.ndarray) -> Callable[[float], bytes]:
+    """Histogram every calibrated tensor over ``data`` (8192 bins on its min/max); returns a function
+    giving the calibrated model with each range cut to ``percentile`` per tail (a range that holds 0
+    keeps it: the zero point must be exact)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(calibrated, 0))
+    spans = {
+        i: (float(t.quantization.min[0]), float(t.quantization.max[0]))
+        for i, t in enumerate(model.subgraphs[0].tensors)
+        if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1
+    }
+    spans = {i: s for i, s in spans.items() if s[1] > s[0]}
+    hists = {i: np.zeros(_BINS, np.int64) for i in spans}
+    interpreter = _interp(calibrated, keep=True)
+    index = interpreter.get_input_details()[0]["index"]
+    for sample in data:
+        interpreter.set_tensor(index, sample[None])
+        interpreter.invoke()
+        for i, (lo, hi) in spans.items():
+            hists[i] += np.histogram(interpreter.get_tensor(i), bins=_BINS, range=(lo, hi))[0]
+
+    def with_ranges(percentile: float) -> bytes:
+        cut = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(calibrated, 0))
+        tail = (100.0 - percentile) / 100.0
+        for i, (lo, hi) in spans.items():
+            share = np.cumsum(hists[i]) / max(hists[i].sum(), 1)
+            edges = np.linspace(lo, hi, _BINS + 1)
+            new_lo = edges[np.searchsorted(share, tail)]
+            new_hi = edges[min(np.searchsorted(share, 1.0 - tail) + 1, _BINS)]
+            q = cut.subgraphs[0].tensors[i].quantization
+            q.min = [float(min(max(lo, new_lo), 0.0) if lo <= 0 else max(lo, new_lo))]
+            q.max = [float(max(min(hi, new_hi), 0.0) if hi >= 0 else min(hi, new_hi))]
+        builder = flatbuffers.Builder(0)
+        builder.Finish(cut.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    return with_ranges
+
+
+def _quantize(calibrated: bytes, float_ops: tuple[str, ...]) -> bytes:
+    """Full INT8 (float I/O) from a calibrated model; ``float_ops`` stay float."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    return convert.mlir_quantize(
+        calibrated,
+        input_data_type=tf.float32,
+        output_data_type=tf.float32,
+        denylisted_ops=list(float_ops) or None,
+    )
+
+
+def _cosine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """Mean over outputs of the cosine of flattened values (``a`` and ``b`` share keys)."""
+    scores = [
+        float(a[k].ravel() @ b[k].ravel() / (np.linalg.norm(a[k]) * np.linalg.norm(b[k]) + 1e-30)) for k in a
+    ]
+    return float(np.mean(scores))
+
+
+def _onnx_outputs(onnx_path: Path, sample: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    values = session.run(None, {session.get_inputs()[0].name: sample})
+    return {o.name: v.astype(np.float64) for o, v in zip(session.get_outputs(), values, strict=True)}
+
+
+def _signature_names(model: bytes, onnx_path: Path, sample: np.ndarray, layout: Layout) -> bytes:
+    """``model`` with its signature outputs renamed after the ONNX outputs: each is matched to the ONNX
+    output of its shape (or that shape channels-last) it is closest to (cosine) on ``sample`` [1, C, H,
+    W], run in onnxruntime. Raises :class:`StepError` unless that is one-to-one (§5.25: never by
+    position; onnx2tf's saved_model says ``output_0``...)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    feed = sample if layout == "NCHW" else np.ascontiguousarray(sample.transpose(0, 2, 3, 1))
+    ours, theirs = _outputs(model, feed)[0], _onnx_outputs(onnx_path, sample)
+    names = {}
+    for key, value in ours.items():
+        fits = {}
+        for name, ref in theirs.items():
+            if ref.ndim >= 3 and value.shape != ref.shape:
+                ref = np.moveaxis(ref, 1, -1)
+            if value.shape == ref.shape:
+                fits[name] = _cosine({0: value}, {0: ref})
+        if fits:
+            names[key] = max(fits, key=fits.get)
+    if sorted(names.values()) != sorted(theirs) or len(names) != len(ours):
+        raise StepError(
+            "tflite int8",
+            f"cannot match the INT8 outputs ({', '.join(ours)}) to the ONNX outputs ({', '.join(theirs)})",
+            "give every model output its own shape or values",
+        )
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    for output in tree.signatureDefs[0].outputs:
+        output.name = names[output.name.decode()].encode()
+    builder = flatbuffers.Builder(0)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _int8_onnx2tf(onnx_path: Path, data: np.ndarray, work: Path, layout: Layout) -> bytes:
+    """onnx2tf -oiqt -cind: its ``_full_integer_quant`` file (float I/O)."""
+    calib = calibration_for_onnx2tf(data, layout)
+    np.save(work / "calibration.npy", calib.values)
+    folder = work / "onnx2tf"
+    _run_onnx2tf(
+        onnx_path,
+        folder,
+        "tflite int8",
+        output_integer_quantized_tflite=True,
+        custom_input_op_name_np_data_path=[
+            [_input_name(onnx_path), str(work / "calibration.npy"), calib.mean, calib.std]
+        ],
+        input_quant_dtype="float32",
+        output_quant_dtype="float32",
+        **_layout_options(onnx_path, layout),
+    )
+    if not (folder / "model_full_integer_quant.tflite").exists():
+        raise ConversionError("tflite int8", TOOL, "wrote no full-integer file", "see the build log")
+    return (folder / "model_full_integer_quant.tflite").read_bytes()
+
+
+def _int8_ranged(
+    onnx_path: Path, data: np.ndarray, work: Path, method: Int8Method, layout: Layout
+) -> tuple[bytes, dict[str, object]]:
+    """Equalize / rewrite, onnx2tf (float only), calibrate, cut ranges at the best of PERCENTILES,
+    quantize. Returns the model (float I/O) and facts for the record."""
+    facts: dict[str, object] = {"equalized_pairs": 0, "prelu_rewritten": 0}
+    source = onnx_path
+    if method.equalize:
+        eq = equalize(source, work / "equalized.onnx", data)
+        source, facts["equalized_pairs"] = eq.path, eq.pairs
+    if method.rewrite_prelu:
+        rw = rewrite_prelu(source, work / "rewritten.onnx")
+        source, facts["prelu_rewritten"] = rw.path, rw.nodes
+    folder = work / "onnx2tf"
+    _run_onnx2tf(source, folder, "tflite int8", **_layout_options(onnx_path, layout))
+    feed = data if layout == "NCHW" else np.ascontiguousarray(data.transpose(0, 2, 3, 1))
+    try:
+        calibrated = _calibrate(folder, feed)
+        with_ranges = _ranged(calibrated, feed)
+        checks = feed[:: max(1, len(feed) // CHECK_SAMPLES)]
+        floats = _outputs(calibrated, checks)
+        scores, models = {}, {}
+        for percentile in PERCENTILES:
+            models[percentile] = _quantize(with_ranges(percentile), method.float_ops)
+            quantized = _outputs(models[percentile], checks)
+            scores[percentile] = float(
+                np.mean([_cosine(q, f) for q, f in zip(quantized, floats, strict=True)])
+            )
+    except (RuntimeError, ValueError) as exc:
+        raise _converter_error(exc) from None
+    best = max(scores, key=scores.get)
+    facts |= {"percentile": best, "candidates": {str(p): round(s, 6) for p, s in scores.items()}}
+    log.info("INT8 range cut %s kept; mean cosine to float per cut: %s", best, facts["candidates"])
+    return models[best], facts
+
+
+def convert_int8(
+    onnx_path: Path,
+    calibration: np.ndarray | Path,
+    out_dir: Path,
+    method: str = DEFAULT_INT8_METHOD,
+    io_dtype: IoDtype = "float32",
+    layout: Layout = "NCHW",
+    threads: int = 4,
+) -> Int8Conversion:
+    """Write ``out_dir/int8.tflite`` from ``onnx_path`` by ``method`` (a key of :data:`INT8_METHODS`).
+
+    ``calibration``: the model's input samples [N, C, H, W] float32 (or a .npy of them), preprocessed
+    exactly as the ONNX model consumes them. ``io_dtype``: float32 (default: the app feeds the same
+    tensor as to the FP32 model; QUANTIZE/DEQUANTIZE run inside XNNPACK) or int8 (the app quantizes
+    with :attr:`Int8Conversion.inputs`' scale and zero point). ``threads``: for the XNNPACK
+    partition count recorded. Raises :class:`UnknownName`, :class:`DataError` (calibration shape),
+    :class:`ConversionError` (onnx2tf or the TFLite converter failed).
+    """
+    if method not in INT8_METHODS:
+        raise UnknownName("INT8 method", method, list(INT8_METHODS))
+    spec = INT8_METHODS[method]
+    data = _calibration(calibration, onnx_path)
+    start = time.perf_counter()
+    work = out_dir / ".int8-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        if spec.name == "onnx2tf":
+            model = _int8_onnx2tf(onnx_path, data, work, layout)
+            facts: dict[str, object] = {}
+        else:
+            model, facts = _int8_ranged(onnx_path, data, work, spec, layout)
+        model = _signature_names(model, onnx_path, data[:1], layout)
+        if io_dtype == "int8":
+            import tensorflow as tf
+            from tensorflow.lite.python.util import modify_model_io_type
+
+            model = modify_model_io_type(model, tf.int8, tf.int8)
+        path = out_dir / "int8.tflite"
+        path.write_bytes(model)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    inputs, outputs = io_quantization(path)
+    delegation = xnnpack_delegation(path, threads)
+    seconds = time.perf_counter() - start
+    log.info("INT8 (%s) in %.1f s: %s", method, seconds, delegation)
+    return Int8Conversion(
+        path=path,
+        method=method,
+        io_dtype=io_dtype,
+        input_layout=layout,
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        calibration_samples=len(data),
+        percentile=facts.get("percentile"),
+        candidates=dict(facts.get("candidates", {})),
+        prelu_rewritten=int(facts.get("prelu_rewritten", 0)),
+        equalized_pairs=int(facts.get("equalized_pairs", 0)),
+        delegation=delegation,
+        seconds=seconds,
+    )
 
 
 def io_quantization(tflite_path: Path) -> tuple[list[TensorQuantization], list[TensorQuantization]]:
-    """(inputs, outputs) of ``tflite_path``'s ``serving_default`` signature with their int8 parameters.
+    """(inputs, outputs) of ``tflite_path``'s first signature with their INT8 parameters (see
+    :class:`TensorQuantization`); scale and zero point None where no int8 tensor borders one."""
+    interpreter = _interp(tflite_path)
+    ops = interpreter._get_ops_details()  # the op list; LiteRT has no public API for it
 
-    Per-tensor scale/zero point; ``None`` for a tensor no int8 tensor borders (a float model).
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(
-        model_path=str(tflite_path),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-
-    def scale_zero(tensor: int) -> tuple[float | None, int | None]:
-        q = interpreter._get_tensor_details(tensor, 0)["quantization_parameters"]
+    def params(index: int) -> tuple[float | None, int | None]:
+        q = interpreter._get_tensor_details(index, 0)["quantization_parameters"]
         return (float(q["scales"][0]), int(q["zero_points"][0])) if len(q["scales"]) else (None, None)
 
-    ops = [{**op, "_scale_zero": scale_zero} for op in interpreter._get_ops_details()]
+    def boundary(index: int, as_input: bool) -> tuple[float | None, int | None]:
+        if params(index)[0] is not None:
+            return params(index)
+        kind, side, other = (
+            ("QUANTIZE", "inputs", "outputs") if as_input else ("DEQUANTIZE", "outputs", "inputs")
+        )
+        op = next((op for op in ops if op["op_name"] == kind and index in list(op[side])), None)
+        return params(int(op[other][0])) if op is not None else (None, None)
+
     runner = interpreter.get_signature_runner()
     found: tuple[list[TensorQuantization], list[TensorQuantization]] = ([], [])
     for as_input, details, into in (
@@ -271,13 +611,14 @@ def io_quantization(tflite_path: Path) -> tuple[list[TensorQuantization], list[T
         (False, runner.get_output_details(), found[1]),
     ):
         for name, d in details.items():
-            scale, zero = _boundary(d, ops, as_input)
-            dtype = np.dtype(d["dtype"]).name
-            into.append(TensorQuantization(name, dtype, tuple(int(s) for s in d["shape"]), scale, zero))
+            shape = tuple(int(s) for s in d["shape"])
+            into.append(
+                TensorQuantization(name, np.dtype(d["dtype"]).name, shape, *boundary(d["index"], as_input))
+            )
     return found
 
 
-# --- XNNPACK ----------------------------------------------------------------------------------------
+# --- XNNPACK --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -285,12 +626,12 @@ class Delegation:
     """How LiteRT's default XNNPACK delegate took one .tflite (measured, not predicted)."""
 
     partitions: int
-    """XNNPACK delegate nodes; each boundary between one and a CPU-kernel op costs a sync."""
+    """XNNPACK delegate nodes; each boundary with a CPU-kernel op costs a sync (DESIGN §5.17)."""
     delegated_ops: int
     total_ops: int
-    """Ops in the .tflite (the execution plan before delegation)."""
+    """Ops in the .tflite before delegation."""
     outside: dict[str, int]
-    """Ops left to LiteRT's own CPU kernels, by op name, with counts."""
+    """Ops left to LiteRT's own kernels, by op name, with counts."""
     threads: int
 
     @property
@@ -299,14 +640,25 @@ class Delegation:
         return self.partitions == 1 and self.delegated_ops == self.total_ops
 
 
+def _loaded(tflite_path: Path, threads: int):  # -> ai_edge_litert.interpreter.Interpreter
+    try:
+        return _interp(tflite_path, threads, delegates=True)
+    except (RuntimeError, ValueError) as exc:
+        raise ConversionError(
+            f"load {tflite_path.name}",
+            "LiteRT",
+            first_line(exc),
+            "the converter wrote ops LiteRT lacks: drop this artifact",
+        ) from None
+
+
 def xnnpack_delegation(tflite_path: Path, threads: int) -> Delegation:
-    """Load ``tflite_path`` in LiteRT with ``threads`` (its default XNNPACK delegate, as an app gets)
-    and read the delegated graph: ``DELEGATE`` nodes are partitions; an original op belongs to the
-    partition whose outputs it reaches, walking back from them to the partition's inputs. Raises
-    :class:`ConversionError` when LiteRT cannot load the file.
+    """Load ``tflite_path`` as an app does (LiteRT, default XNNPACK delegate, ``threads``) and read the
+    delegated graph: each ``DELEGATE`` node is a partition; an original op belongs to the partition
+    whose outputs it reaches walking back to the partition's inputs. Raises :class:`ConversionError`
+    when LiteRT cannot load the file.
     """
-    interpreter = _interpreter(tflite_path, threads)
-    ops = interpreter._get_ops_details()
+    ops = _loaded(tflite_path, threads)._get_ops_details()  # original ops, then DELEGATE nodes
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
     producer = {int(t): op["index"] for op in original for t in op["outputs"]}
@@ -327,28 +679,12 @@ def xnnpack_delegation(tflite_path: Path, threads: int) -> Delegation:
     return Delegation(len(delegates), len(covered), len(original), outside, threads)
 
 
-def _interpreter(tflite_path: Path, threads: int):  # -> ai_edge_litert.interpreter.Interpreter
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        interpreter = Interpreter(model_path=str(tflite_path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as exc:
-        raise ConversionError(
-            f"load {tflite_path.name}",
-            "LiteRT",
-            first_line(exc),
-            "the converter wrote ops LiteRT lacks: drop this artifact",
-        ) from None
-    return interpreter
-
-
 def host_latency(tflite_path: Path, threads: int, runs: int = 50, warmup: int = 5) -> Latency:
-    """p50/p90 ms of ``invoke()`` on this host, XNNPACK with ``threads``, on one fixed random input
-    of the model's own input dtype and shape (uniform [0, 1) for float, the full range for int8)."""
+    """p50/p90 ms of ``invoke()`` on this host (LiteRT, default XNNPACK, ``threads``) on one fixed
+    random input of the model's dtype and shape (uniform [0, 1) for float, full range for int8)."""
     from packager.validate.metrics import latency
 
-    interpreter = _interpreter(tflite_path, threads)
+    interpreter = _loaded(tflite_path, threads)
     rng = np.random.default_rng(0)
     for d in interpreter.get_input_details():
         dtype = np.dtype(d["dtype"])
