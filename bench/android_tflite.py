@@ -114,7 +114,7 @@ def main() -> None:
             if result.prelu_rewritten:
                 note += f"; {result.prelu_rewritten} PRelu rewritten"
             rows.append(Row(f"int8 {method}", result.path, result.seconds, note))
-        output = spec.primary_output
+        output = spec.primary_output or prepared.output.name
         expected = _reference_outputs(prepared.path, evaluation, output)
         shapes = {output: [1, *expected.shape[1:]]}
         for row in rows:

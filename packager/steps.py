@@ -109,6 +109,24 @@ def packager_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+@functools.cache
+def code_fingerprint(module: str) -> str:
+    """sha256 (12 hex) of the source of ``module``'s top-level package (every ``.py`` under it), or of
+    the module's file when it is not in a package. A platform target's step bodies are code outside
+    packager: editing them must re-run their steps like editing packager does."""
+    import importlib
+
+    top = importlib.import_module(module.split(".", 1)[0])
+    files = getattr(top, "__path__", None)
+    paths = sorted(Path(files[0]).rglob("*.py")) if files else [Path(str(top.__file__))]
+    root = paths[0].parent if not files else Path(files[0])
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed version of each distribution; ``packager`` also carries :func:`packager_fingerprint`."""
     versions = {}
@@ -249,6 +267,9 @@ class StepRunner:
         inputs = {k: self.resolve(v) for k, v in step.inputs.items()}
         hashes = {k: self.hasher.path(p) for k, p in inputs.items()}
         tools = tool_versions(step.tools)
+        module = getattr(step.run, "__module__", None) or "packager"
+        if module.split(".", 1)[0] != "packager":  # packager's own code is in its tool version already
+            tools[f"code:{module.split('.', 1)[0]}"] = code_fingerprint(module)
         key = step_key(step.name, hashes, step.params, tools)
         record = {"inputs": hashes, "params": step.params, "tools": tools}
         meta = self.cache.load(key, self.hasher)

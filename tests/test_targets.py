@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from packager.config import load_config
 from packager.errors import ConfigError
 from packager.pipeline import build_project
 from packager.plan import make_plan
+from packager.steps import code_fingerprint
 
 DEMO = Path(__file__).parent / "targets_demo"
 
@@ -32,6 +34,8 @@ def demo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     (site / "demo_target.py").write_text((DEMO / "demo_target.py").read_text())
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "demo_target", raising=False)  # this test's copy, not an earlier one
+    code_fingerprint.cache_clear()
     return site
 
 
@@ -174,3 +178,14 @@ def test_no_core_module_imports_a_target() -> None:
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n == "targets" or n.startswith(("targets.", "demo_target")) for n in names), path
+
+
+def test_editing_a_target_s_code_reruns_its_steps(tiny_project, demo_installed) -> None:
+    config = load_config(_with_table(tiny_project(variants='["fp16"]'), "[demo]"))
+    build_project(config, BuildOptions())
+    source = demo_installed / "demo_target.py"
+    source.write_text(source.read_text() + "\n# an edit\n")
+    code_fingerprint.cache_clear()  # a new process would compute it afresh
+    again = build_project(config, BuildOptions())
+    reran = {s.name for s in again.steps if not s.cached}
+    assert "demo-copy[embedder:fp16]" in reran and "prepare[embedder]" not in reran

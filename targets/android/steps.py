@@ -189,7 +189,8 @@ def tflite_speed_step(table: AndroidSpec, ctx: StepContext) -> dict[str, object]
         if table.slower_int8 == "fail":
             raise StepError(
                 "android tflite int8 speed check",
-                f"int8.tflite is not faster than float on this host: {message}",
+                f"int8.tflite fails the XNNPACK check on this host: {message} "
+                f"(INT8 p50 {int8.p50_ms:.2f} ms, {ratio:.2f}x FP32)",
                 'fix the conversion, or set [android].slower_int8 = "reject" to ship without it',
             )
         rejected = message
