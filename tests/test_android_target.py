@@ -159,9 +159,7 @@ def _speed_context(tmp_path: Path, int8: Path, fp32: Path) -> StepContext:
 def test_an_int8_tflite_slower_than_float_fails_the_build_by_default(slow_and_fast, tmp_path: Path) -> None:
     slow, fast = slow_and_fast
     table = AndroidSpec(package="com.example.tiny", threads=1)
-    with pytest.raises(
-        StepError, match=r"int8\.tflite fails the XNNPACK check on this host: INT8 p50 .* is"
-    ):
+    with pytest.raises(StepError, match=r"int8\.tflite fails the XNNPACK check on this host: INT8 p50 .* is"):
         tflite_speed_step(table, _speed_context(tmp_path, slow, fast))
 
 
