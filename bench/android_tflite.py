@@ -26,7 +26,7 @@ from packager.config import load_config
 from packager.prepare import prepare_reference
 from packager.validate.metrics import cosine_stats
 from packager.validate.runners import TFLiteRunner
-from targets.android import tflite
+from targets.android import tflite, tflite_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["onnx2tf", tflite.DEFAULT_INT8_METHOD],
-        choices=list(tflite.INT8_METHODS),
+        default=["onnx2tf", tflite_int8.DEFAULT_INT8_METHOD],
+        choices=list(tflite_int8.INT8_METHODS),
         help="INT8 methods to compare (default: the raw tool and packager's default)",
     )
     parser.add_argument("--threads", type=int, default=1, help="LiteRT/XNNPACK threads (default 1)")
@@ -105,7 +105,7 @@ def main() -> None:
             Row("fp16 (onnx2tf)", floats.float16, floats.seconds, "same run"),
         ]
         for method in args.methods:
-            result = tflite.convert_int8(
+            result = tflite_int8.convert_int8(
                 prepared.path, calibration, work / method, method, threads=args.threads
             )
             note = f"range cut {result.percentile}" if result.percentile else "min/max ranges"

@@ -67,7 +67,7 @@ def test_the_module_has_loaders_gradle_and_session_configs_listed_in_the_manifes
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('package = "Com.Example"', r"\[android\]\.package: .*not a Java/Kotlin package name"),
+        ('package = "Com.Example"', r"\[android\]\.package: 'Com.Example' is not a Java/Kotlin package name"),
         ('package = "com.example.fun"', r"package segment 'fun' is a Kotlin keyword"),
         (
             'package = "com.example"\nruntimes = ["ort", "ort"]',

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from packager.errors import ConversionError, DataError, UnknownName
 from packager.validate.runners import TFLiteRunner
-from targets.android import prelu, tflite
+from targets.android import prelu, tflite, tflite_int8
 
 SIZE = 32
 SLOPES = [(-0.5, 0.9), (0.1, 1.3), (0.2, 0.95), (-0.2, 1.12), (0.0, 0.6)]
@@ -89,10 +89,10 @@ def converted(net: Path, tmp_path_factory: pytest.TempPathFactory) -> tflite.Flo
 
 
 @pytest.fixture(scope="module")
-def int8(net: Path, data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tflite.Int8Conversion]:
+def int8(net: Path, data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tflite_int8.Int8Conversion]:
     root = tmp_path_factory.mktemp("int8")
     return {
-        m: tflite.convert_int8(net, data[0], root / m, m, threads=1)
+        m: tflite_int8.convert_int8(net, data[0], root / m, m, threads=1)
         for m in ("onnx2tf", "float-prelu", "prelu-rewrite")
     }
 
@@ -165,35 +165,35 @@ def test_unconvertible_op_names_the_op(tmp_path: Path) -> None:
 def test_calibration_for_onnx2tf_round_trips_in_both_layouts() -> None:
     data = np.random.default_rng(1).uniform(10, 200, (3, 3, 4, 5)).astype(np.float32)
     for layout, perm in (("NCHW", (0, 1, 2, 3)), ("NHWC", (0, 2, 3, 1))):
-        calib = tflite.calibration_for_onnx2tf(data, layout)
+        calib = tflite_int8.calibration_for_onnx2tf(data, layout)
         assert calib.values.shape == data.transpose(perm).shape
         assert calib.values.min() >= 0 and calib.values.max() <= 1
         np.testing.assert_allclose((calib.values - calib.mean) / calib.std, data.transpose(perm), rtol=1e-5)
     with pytest.raises(ValueError, match="finite"):
-        tflite.calibration_for_onnx2tf(data[0], "NCHW")
+        tflite_int8.calibration_for_onnx2tf(data[0], "NCHW")
 
 
-def test_raw_onnx2tf_int8_splits_at_every_prelu(int8: dict[str, tflite.Int8Conversion]) -> None:
+def test_raw_onnx2tf_int8_splits_at_every_prelu(int8: dict[str, tflite_int8.Int8Conversion]) -> None:
     raw = int8["onnx2tf"].delegation
     assert raw.outside == {"PRELU": 5} and raw.partitions == 6
 
 
 @pytest.mark.parametrize("method", ["float-prelu", "prelu-rewrite"])
 def test_int8_methods_are_one_xnnpack_partition(
-    method: str, int8: dict[str, tflite.Int8Conversion], net: Path, data
+    method: str, int8: dict[str, tflite_int8.Int8Conversion], net: Path, data
 ) -> None:
     result = int8[method]
     assert result.delegation.full, result.delegation
     ops = _ops(result.path)
     assert ("PRELU" in ops) == (method == "float-prelu")
     assert result.prelu_rewritten == (5 if method == "prelu-rewrite" else 0)
-    assert result.equalized_pairs == 4 and result.percentile in tflite.PERCENTILES
+    assert result.equalized_pairs == 4 and result.percentile in tflite_int8.PERCENTILES
     assert result.calibration_samples == 24
 
 
 @pytest.mark.parametrize("method", ["onnx2tf", "float-prelu", "prelu-rewrite"])
 def test_int8_outputs_named_and_close_to_onnx(
-    method: str, int8: dict[str, tflite.Int8Conversion], net: Path, data
+    method: str, int8: dict[str, tflite_int8.Int8Conversion], net: Path, data
 ) -> None:
     result = int8[method]
     assert {t.name for t in result.outputs} == {"logits", "embedding"}
@@ -211,7 +211,7 @@ def test_int8_outputs_named_and_close_to_onnx(
 
 
 def test_int8_io_dtype_int8(net: Path, data, tmp_path: Path) -> None:
-    result = tflite.convert_int8(net, data[0], tmp_path, "float-prelu", io_dtype="int8", threads=1)
+    result = tflite_int8.convert_int8(net, data[0], tmp_path, "float-prelu", io_dtype="int8", threads=1)
     (inp,) = result.inputs
     assert inp.dtype == "int8" and inp.scale == pytest.approx(1.0, rel=0.02)
     assert {t.dtype for t in result.outputs} == {"int8"} and result.delegation.full
@@ -221,9 +221,9 @@ def test_int8_io_dtype_int8(net: Path, data, tmp_path: Path) -> None:
 
 def test_int8_refuses_bad_calibration_and_unknown_method(net: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not fit"):
-        tflite.convert_int8(net, np.zeros((4, 3, 16, 16), np.float32), tmp_path)
+        tflite_int8.convert_int8(net, np.zeros((4, 3, 16, 16), np.float32), tmp_path)
     with pytest.raises(UnknownName, match="float-prelu"):
-        tflite.convert_int8(net, np.zeros((4, 3, SIZE, SIZE), np.float32), tmp_path, "int4")
+        tflite_int8.convert_int8(net, np.zeros((4, 3, SIZE, SIZE), np.float32), tmp_path, "int4")
 
 
 def test_host_latency(converted: tflite.FloatConversion) -> None:

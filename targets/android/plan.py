@@ -143,7 +143,7 @@ def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: T
             planned.products.append(product(precision, StepOutput(float_step.name, f"{precision}.tflite")))
     if "int8" in table.tflite_precisions:
         assert upstream.calibration is not None
-        from targets.android.tflite import DEFAULT_INT8_METHOD
+        from targets.android.tflite_int8 import DEFAULT_INT8_METHOD
 
         int8 = Step(
             f"android-tflite-int8[{model}]",

@@ -63,7 +63,7 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
     the quantization parameters and ORT's runtime-optimization records outweigh the INT8 weights).
     """
     from targets.ort_mobile.ep_config import ep_config, ep_coverage
-    from targets.ort_mobile.ort_format import convert_to_ort
+    from targets.ort_mobile.ort_format import ANDROID_RUNTIME, convert_to_ort
 
     style = ort_style(table)
     rejected = None
@@ -84,6 +84,8 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
     details: dict[str, object] = {
         "ort_format": {
             "converter_version": conversion.converter_version,
+            # A runtime loads .ort files from an older or equal converter only (DESIGN pitfall 22).
+            "runtime_pinned": f"{ANDROID_RUNTIME.package}:{ANDROID_RUNTIME.reference}",
             "ort_format_version": conversion.ort_format_version,
             "optimization_style": conversion.style,
             "target_platform": conversion.target_platform,
@@ -119,9 +121,9 @@ def _coverage_row(coverage: EpCoverage) -> dict[str, object]:
 def tflite_int8_step(spec: ModelSpec, threads: int, method: str, ctx: StepContext) -> dict[str, object]:
     """Inputs ``model`` (the prepared FP32 .onnx) and ``calibration`` (its preprocessed calibration
     tensors, float32 [N, C, H, W]) -> ``int8.tflite`` by ``method`` (a key of
-    :data:`targets.android.tflite.INT8_METHODS`), from its own onnx2tf run (DESIGN pitfall 24); the
+    :data:`targets.android.tflite_int8.INT8_METHODS`), from its own onnx2tf run (DESIGN pitfall 24); the
     record carries its tensors' quantization parameters and how it was made."""
-    from targets.android.tflite import convert_int8
+    from targets.android.tflite_int8 import convert_int8
     from targets.saved_model import tflite_io
 
     conversion = convert_int8(
