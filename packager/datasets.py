@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from packager.config import CalibrationSpec, EvaluationSpec, InputSpec
 from packager.errors import DataError
 from packager.preprocess import IMAGE_SUFFIXES, read_image, to_tensor
+from packager.results import EvaluationCounts
 
 log = logging.getLogger(__name__)
 
@@ -336,20 +337,8 @@ class CalibrationDataMeta(BaseModel):
     warnings: list[str]
 
 
-class EvaluationMeta(BaseModel):
+class EvaluationMeta(EvaluationCounts):
     """The evaluation data step's record: what every number of the model is measured on."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    images: int
-    """Inputs measured: .npy rows plus image files."""
-    from_images: int
-    """Of those, from ``evaluation.images``."""
-    from_pairs_only: int
-    """Of those, only referenced by the pairs file."""
-    pairs: int
-    positives: int
-    negatives: int
-    pairs_file: str | None
 
 
 def calibration_data_step(

@@ -194,8 +194,8 @@ class VariantFailure(_Frozen):
     """Listed in ``optional_variants``: its failure is reported but does not fail the build."""
 
 
-class EvaluationFacts(_Frozen):
-    """What a model's numbers were measured on (the evaluation data step's record, plus the bar)."""
+class EvaluationCounts(_Frozen):
+    """What the evaluation data holds (the evaluation data step's record, ``datasets.EvaluationMeta``)."""
 
     images: int
     """Inputs measured: .npy rows plus image files."""
@@ -207,6 +207,11 @@ class EvaluationFacts(_Frozen):
     positives: int
     negatives: int
     pairs_file: str | None
+
+
+class EvaluationFacts(EvaluationCounts):
+    """What a model's numbers were measured on: the evaluation data, the bar, the calibration size."""
+
     threshold: float | None
     """The app's same/different cosine threshold; None: FP32's best-accuracy threshold."""
     calibration_images: int | None = None
