@@ -198,7 +198,8 @@ def parse_target_tables(tables: dict[str, Any], source: object) -> dict[str, Bas
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"])
-                problems.append(f"[{name}].{loc}: {err['msg'].removeprefix('Value error, ')}")
+                where = f"[{name}].{loc}" if loc else f"[{name}]"  # a check across fields has no loc
+                problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     if problems:
         raise ConfigError(str(source), problems)
     return parsed

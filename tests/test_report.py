@@ -686,7 +686,7 @@ def test_platform_artifacts_get_one_table_per_platform_and_their_own_sections(bu
     md = render_markdown(build.model_copy(update={"models": [with_artifacts]}))
     summary = md[: md.index("\n## Model `face_embedder`")]
     assert _header(summary, "#### Platform `android`") == [
-        "artifact", "variant", "runtime", "format", "precision", "size MB", "size ratio", "worst output",
+        "artifact", "made from", "runtime", "format", "precision", "size MB", "size ratio", "worst output",
         "gate metric", "gate mode", "value", "bar", "p50 ms (default mode)", "result",
     ]  # fmt: skip
     assert _row(summary, "android/models/face_embedder/int8.tflite", after="#### Platform `android`") == [

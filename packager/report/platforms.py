@@ -17,7 +17,7 @@ from packager.validate.gates import worst_gate
 
 PLATFORM_HEADER: tuple[str, ...] = (
     "artifact",
-    "variant",
+    "made from",
     "runtime",
     "format",
     "precision",

@@ -154,10 +154,11 @@ class TfliteFile:
 
 @dataclass(frozen=True, kw_only=True)
 class TfliteArtifact:
-    """The .tflite file, its optional FP32 fallback (own I/O types), and the delegate to try first."""
+    """The .tflite file, the files to fall back on in order (each with its own I/O types), and the
+    delegate to try first."""
 
     primary: TfliteFile
-    fallback: TfliteFile | None = None
+    fallbacks: tuple[TfliteFile, ...] = ()
     delegate: TfliteDelegate = "xnnpack"
     allow_fp16: bool = False
     """GPU ``setPrecisionLossAllowed`` / NNAPI ``setAllowFp16``."""
@@ -254,8 +255,8 @@ def _tflite_problems(model: ModelLoader, file: TfliteFile, where: str) -> list[s
 
 def _assets(model: ModelLoader) -> list[str]:
     ort = [model.ort.asset, model.ort.fallback_asset] if model.ort else []
-    tflite = [model.tflite.primary, model.tflite.fallback] if model.tflite else []
-    return [a for a in ort if a] + [f.asset for f in tflite if f]
+    tflite = [model.tflite.primary, *model.tflite.fallbacks] if model.tflite else []
+    return [a for a in ort if a] + [f.asset for f in tflite]
 
 
 def _model_problems(model: ModelLoader) -> list[str]:
@@ -296,8 +297,8 @@ def _model_problems(model: ModelLoader) -> list[str]:
             ]
     if model.tflite is not None:
         problems += _tflite_problems(model, model.tflite.primary, f"{where}.tflite.primary")
-        if model.tflite.fallback is not None:
-            problems += _tflite_problems(model, model.tflite.fallback, f"{where}.tflite.fallback")
+        for i, fallback in enumerate(model.tflite.fallbacks):
+            problems += _tflite_problems(model, fallback, f"{where}.tflite.fallbacks[{i}]")
     return problems
 
 
@@ -397,7 +398,7 @@ def _tensor_view(t: TfliteTensor, onnx_shape: tuple[int, ...]) -> dict[str, obje
 
 def _tflite_view(model: ModelLoader, tflite: TfliteArtifact) -> dict[str, object]:
     onnx = {o.name: o.shape for o in model.outputs}
-    files = [f for f in (tflite.primary, tflite.fallback) if f is not None]
+    files = [tflite.primary, *tflite.fallbacks]
     accelerators = list(dict.fromkeys([tflite.delegate, "xnnpack", "cpu"]))
     return {
         "files": [

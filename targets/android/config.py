@@ -110,7 +110,10 @@ class AndroidSpec(BaseModel):
     def _optional_are_listed(self) -> AndroidSpec:
         stray = [r for r in self.optional_runtimes if r not in self.runtimes]
         if stray:
-            raise ValueError(f"optional_runtimes lists {stray[0]!r}, which is not in runtimes")
+            raise ValueError(
+                f"optional_runtimes lists {stray[0]!r}, which is not in runtimes: add it to runtimes or "
+                "remove it from optional_runtimes"
+            )
         return self
 
     @field_validator("runtimes", "ort_eps", "tflite_precisions")

@@ -98,12 +98,13 @@ def _loader(spec: ModelSpec, table: AndroidSpec, module: str, manifest: Manifest
     tflites = {a.precision: a for a in mine if a.format == "tflite"}
     if tflites:
         names = [o.name for o in model.outputs]
-        order = [p for p in ("int8", "fp16", "fp32") if p in tflites]
+        # Every shipped file is in the chain, none only taking space: the GPU delegate runs FP16 best,
+        # XNNPACK and NNAPI INT8; FP32 is what every accelerator and the plain CPU can run.
+        preference = ("fp16", "fp32", "int8") if table.tflite_delegate == "gpu" else ("int8", "fp16", "fp32")
+        order = [p for p in preference if p in tflites]
         primary_file = _tflite_file(tflites[order[0]], module, names)
-        fallback = (
-            _tflite_file(tflites["fp32"], module, names) if order[0] != "fp32" and "fp32" in tflites else None
-        )
-        tflite = TfliteArtifact(primary=primary_file, fallback=fallback, delegate=table.tflite_delegate)
+        fallbacks = tuple(_tflite_file(tflites[p], module, names) for p in order[1:])
+        tflite = TfliteArtifact(primary=primary_file, fallbacks=fallbacks, delegate=table.tflite_delegate)
     return ModelLoader(
         name=spec.name,
         preprocessing=Preprocessing.from_input_spec(spec.input),

@@ -52,11 +52,13 @@ def _embedder() -> ModelLoader:
         ),
         tflite=TfliteArtifact(
             primary=tfl("face_embedder/int8.tflite", "int8", "int8", 0.0078125, 0, 0.0431),
-            fallback=TfliteFile(
-                asset="face_embedder/fp32.tflite",
-                precision="fp32",
-                input=TfliteTensor(name="data", shape=(1, 112, 112, 3)),
-                outputs=(TfliteOutput(name="fc1", onnx_name="fc1", shape=(1, 128)),),
+            fallbacks=(
+                TfliteFile(
+                    asset="face_embedder/fp32.tflite",
+                    precision="fp32",
+                    input=TfliteTensor(name="data", shape=(1, 112, 112, 3)),
+                    outputs=(TfliteOutput(name="fc1", onnx_name="fc1", shape=(1, 128)),),
+                ),
             ),
             delegate="xnnpack",
         ),
@@ -97,7 +99,7 @@ def _detector() -> ModelLoader:
         ),
         tflite=TfliteArtifact(
             primary=tfl("face_detector/fp16.tflite", "fp16"),
-            fallback=tfl("face_detector/fp32.tflite", "fp32"),
+            fallbacks=(tfl("face_detector/fp32.tflite", "fp32"),),
             delegate="gpu",
             allow_fp16=True,
         ),
