@@ -180,3 +180,32 @@ def test_a_faster_int8_in_one_partition_ships(slow_and_fast, tmp_path: Path) -> 
     table = AndroidSpec(package="com.example.tiny", threads=1, max_partitions=50)
     record = ArtifactRecords.model_validate(tflite_speed_step(table, _speed_context(tmp_path, fast, slow)))
     assert record.artifacts["int8.tflite"].rejected is None
+
+
+def test_dynamic_range_tflite_and_nnapi_flags_reach_the_module(tmp_path: Path, tiny_project_in) -> None:
+    table = (
+        '\n[android]\npackage = "com.example.tiny"\nmodule = "tiny"\n'
+        'tflite_precisions = ["fp32", "int8-dynamic"]\n'
+        'ort_eps = ["nnapi", "cpu"]\nnnapi_flags = ["USE_FP16"]\n'
+    )
+    outcome = build_project(load_config(tiny_project_in(tmp_path, '["int8-qdq"]', table)), BuildOptions())
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    android = {a["path"]: a for a in manifest["artifacts"] if a["platform"] == "android"}
+    dynamic = android[f"{MODULE}/assets/embedder/int8-dynamic.tflite"]
+    assert (
+        dynamic["validation"]["passed"]
+        and dynamic["size_bytes"] < android[f"{MODULE}/assets/embedder/fp32.tflite"]["size_bytes"]
+    )
+    assert [o["name"] for o in dynamic["outputs"]] == ["embedding"]
+    session = json.loads((outcome.bundle / "android/tiny/ort/embedder.int8-qdq.ort.session.json").read_text())
+    assert session["plans"][0]["providers"] == [{"name": "NNAPI", "options": {}, "flags": ["USE_FP16"]}]
+    loader = (outcome.bundle / "android/tiny/src/main/kotlin/com/example/tiny/EmbedderOrt.kt").read_text()
+    assert "NNAPIFlags.USE_FP16" in loader
+    tflite = (outcome.bundle / "android/tiny/src/main/kotlin/com/example/tiny/EmbedderTflite.kt").read_text()
+    assert tflite.index("embedder/int8-dynamic.tflite") < tflite.index("embedder/fp32.tflite")
+
+
+def test_nnapi_flags_without_nnapi_are_a_config_error(tiny_project) -> None:
+    table = '[android]\npackage = "com.example"\nnnapi_flags = ["USE_FP16"]'
+    with pytest.raises(ConfigError, match=r"nnapi_flags are given but nnapi is not in ort_eps"):
+        load_config(_android(tiny_project(variants='["fp16"]'), table))

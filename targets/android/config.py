@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Runtime = Literal["ort", "tflite"]
 OrtEp = Literal["xnnpack", "cpu", "nnapi"]
 TfliteDelegate = Literal["xnnpack", "nnapi", "gpu"]
-TflitePrecision = Literal["fp32", "fp16", "int8"]
+TflitePrecision = Literal["fp32", "fp16", "int8", "int8-dynamic"]
+NnapiFlag = Literal["USE_FP16", "USE_NCHW", "CPU_DISABLED", "CPU_ONLY"]
 
 _PACKAGE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _MODULE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -76,7 +77,11 @@ class AndroidSpec(BaseModel):
     ort_eps: Annotated[list[OrtEp], Field(min_length=1)] = ["xnnpack", "cpu"]
     """Execution providers in the order the loader tries them. NNAPI is deprecated since Android 15
     and often slower through partitioning (DESIGN §5 pitfall 11): opt in by listing it."""
+    nnapi_flags: list[NnapiFlag] = []
+    """ORT's NNAPI EP flags (the Java ``NNAPIFlags`` names), used when ``nnapi`` is in ``ort_eps``."""
     tflite_precisions: Annotated[list[TflitePrecision], Field(min_length=1)] = ["fp32", "fp16", "int8"]
+    """``int8``: full-integer (calibrated, checked on XNNPACK); ``int8-dynamic``: dynamic-range (INT8
+    weights, float activations; no calibration data, no speed check)."""
     tflite_delegate: TfliteDelegate = "xnnpack"
     threads: int = Field(default=4, ge=1, le=16)
     """Intra-op threads the loaders ask for (XNNPACK ``intra_op_num_threads``, LiteRT ``numThreads``)."""
@@ -105,6 +110,12 @@ class AndroidSpec(BaseModel):
         if v is not None and not _MODULE.match(v):
             raise ValueError(f"{v!r} is not a Gradle module name: lower case letters, digits, - and _")
         return v
+
+    @model_validator(mode="after")
+    def _nnapi_flags_need_nnapi(self) -> AndroidSpec:
+        if self.nnapi_flags and "nnapi" not in self.ort_eps:
+            raise ValueError("nnapi_flags are given but nnapi is not in ort_eps: add it or drop the flags")
+        return self
 
     @model_validator(mode="after")
     def _optional_are_listed(self) -> AndroidSpec:

@@ -141,6 +141,20 @@ def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: T
     for precision in ("fp32", "fp16"):
         if precision in table.tflite_precisions:
             planned.products.append(product(precision, StepOutput(float_step.name, f"{precision}.tflite")))
+    if "int8-dynamic" in table.tflite_precisions:
+        dynamic = Step(
+            f"android-tflite-int8-dynamic[{model}]",
+            "convert",
+            run=steps.tflite_dynamic_step,
+            inputs={
+                "saved_model": StepOutput(float_step.name, "saved_model"),
+                "model": upstream.prepared,
+                "tensors": upstream.evaluation,
+            },
+            tools=TFLITE_TOOLS,
+        )
+        planned.steps.append(dynamic)
+        planned.products.append(product("int8-dynamic", StepOutput(dynamic.name, "int8-dynamic.tflite")))
     if "int8" in table.tflite_precisions:
         assert upstream.calibration is not None
         from targets.android.tflite_int8 import DEFAULT_INT8_METHOD

@@ -100,7 +100,11 @@ def _loader(spec: ModelSpec, table: AndroidSpec, module: str, manifest: Manifest
         names = [o.name for o in model.outputs]
         # Every shipped file is in the chain, none only taking space: the GPU delegate runs FP16 best,
         # XNNPACK and NNAPI INT8; FP32 is what every accelerator and the plain CPU can run.
-        preference = ("fp16", "fp32", "int8") if table.tflite_delegate == "gpu" else ("int8", "fp16", "fp32")
+        preference = (
+            ("fp16", "fp32", "int8", "int8-dynamic")
+            if table.tflite_delegate == "gpu"
+            else ("int8", "int8-dynamic", "fp16", "fp32")
+        )
         order = [p for p in preference if p in tflites]
         primary_file = _tflite_file(tflites[order[0]], module, names)
         fallbacks = tuple(_tflite_file(tflites[p], module, names) for p in order[1:])

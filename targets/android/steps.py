@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packager.config import ModelSpec
-from packager.errors import StepError
+from packager.errors import StepError, first_line
 from packager.steps import StepContext
 from packager.target import ArtifactRecord, ArtifactRecords
 from targets.android.config import AndroidSpec
@@ -80,7 +80,8 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
                 )
     coverage = ep_coverage(ctx.inputs["model"])
     eps, dropped = _usable_eps(table, coverage)
-    config = ep_config(eps, table.threads, style)  # type: ignore[arg-type]
+    flags = table.nnapi_flags if "nnapi" in eps else []
+    config = ep_config(eps, table.threads, style, nnapi_flags=flags)  # type: ignore[arg-type]
     details: dict[str, object] = {
         "ort_format": {
             "converter_version": conversion.converter_version,
@@ -144,6 +145,38 @@ def tflite_int8_step(spec: ModelSpec, threads: int, method: str, ctx: StepContex
     log.info("int8.tflite of %s: %s", spec.name, details)
     record = ArtifactRecord(inputs=inputs, outputs=outputs, details=details)
     return ArtifactRecords(artifacts={"int8.tflite": record}).model_dump(mode="json")
+
+
+def tflite_dynamic_step(ctx: StepContext) -> dict[str, object]:
+    """Inputs ``saved_model`` (the shared onnx2tf SavedModel), ``model`` (the FP32 .onnx) and
+    ``tensors`` (evaluation tensors, for naming the outputs) -> ``int8-dynamic.tflite``: the TFLite
+    converter's dynamic-range quantization (INT8 weights, activations quantized at run time)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from targets.android.tflite_int8 import _signature_names
+    from targets.saved_model import tflite_io
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(ctx.inputs["saved_model"]))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        model = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and plain exceptions
+        raise StepError(
+            "android tflite int8-dynamic",
+            f"the TFLite converter failed: {first_line(exc)}",
+            "drop int8-dynamic",
+        ) from None
+    sample = np.load(ctx.inputs["tensors"])[:1]
+    path = ctx.out / "int8-dynamic.tflite"
+    path.write_bytes(_signature_names(model, ctx.inputs["model"], sample, "NCHW"))
+    inputs, outputs = tflite_io(path)
+    details: dict[str, object] = {
+        "converter": "TFLite converter (dynamic range)",
+        "int8_method": "dynamic-range",
+    }
+    record = ArtifactRecord(inputs=inputs, outputs=outputs, details=details)
+    return ArtifactRecords(artifacts={"int8-dynamic.tflite": record}).model_dump(mode="json")
 
 
 def tflite_speed_step(table: AndroidSpec, ctx: StepContext) -> dict[str, object]:
