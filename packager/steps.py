@@ -93,20 +93,14 @@ class StepFailure:
         return self.root != self.name
 
 
-@functools.cache
 def packager_fingerprint() -> str:
-    """sha256 (12 hex) of packager's own source files.
+    """sha256 (12 hex) of packager's own source files (:func:`code_fingerprint` of ``packager``).
 
     The version number alone does not change between commits, so a cache entry written by older
     code (another step-record layout, another metric) would be reused by newer code: the code
     itself is an input of every step. Computed once per process (the code cannot change under it).
     """
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    return code_fingerprint("packager")
 
 
 @functools.cache

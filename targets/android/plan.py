@@ -90,7 +90,11 @@ def _ort(upstream: ModelProducts, table: AndroidSpec, module: str, planned: Targ
             "convert",
             run=lambda ctx, variant=variant: steps.ort_step(table, variant, ctx),
             inputs={"model": upstream.variants[variant]}
-            | ({"fp32": upstream.prepared} if variant != "fp32" else {}),
+            | (
+                {"fp32_ort": StepOutput(f"android-ort[{model}:fp32]", "fp32.ort")}
+                if variant != "fp32"
+                else {}
+            ),
             params={"eps": list(table.ort_eps), "threads": table.threads, "style": steps.ort_style(table)},
             tools=ORT_TOOLS,
         )

@@ -58,8 +58,8 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
     """Input ``model`` (.onnx) -> ``<variant>.ort`` and ``<variant>.required_operators.config``; the
     record carries the converter facts, the EP coverage of the model and the app's session configs.
 
-    For an INT8 variant, input ``fp32`` (the FP32 .onnx) is converted too, only to compare sizes: an
-    INT8 .ort that is not smaller than FP32's is recorded as rejected (on a small model such as YuNet
+    For an INT8 variant, input ``fp32_ort`` (the FP32 step's .ort) is compared by size: an INT8 .ort
+    that is not smaller than FP32's is recorded as rejected (on a small model such as YuNet
     the quantization parameters and ORT's runtime-optimization records outweigh the INT8 weights).
     """
     from targets.ort_mobile.ep_config import ep_config, ep_coverage
@@ -71,13 +71,13 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
         conversion = convert_to_ort(ctx.inputs["model"], Path(work) / "model", style, "arm")
         os.replace(conversion.ort_path, ctx.out / f"{variant}.ort")
         os.replace(conversion.config_path, ctx.out / f"{variant}.required_operators.config")
-        if "fp32" in ctx.inputs:
-            fp32 = convert_to_ort(ctx.inputs["fp32"], Path(work) / "fp32", style, "arm")
-            if conversion.size_bytes >= fp32.size_bytes:
-                rejected = (
-                    f"{variant}.ort ({conversion.size_bytes / 1e6:.2f} MB) is not smaller than fp32.ort "
-                    f"({fp32.size_bytes / 1e6:.2f} MB): the app would gain nothing from it"
-                )
+    if "fp32_ort" in ctx.inputs:
+        fp32_size = ctx.inputs["fp32_ort"].stat().st_size
+        if conversion.size_bytes >= fp32_size:
+            rejected = (
+                f"{variant}.ort ({conversion.size_bytes / 1e6:.2f} MB) is not smaller than fp32.ort "
+                f"({fp32_size / 1e6:.2f} MB): the app would gain nothing from it"
+            )
     coverage = ep_coverage(ctx.inputs["model"])
     eps, dropped = _usable_eps(table, coverage)
     flags = table.nnapi_flags if "nnapi" in eps else []
