@@ -1,5 +1,5 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s recipes``,
-``nox -s android``."""
+``nox -s android``, ``nox -s ios``, ``nox -s swift``."""
 
 from __future__ import annotations
 
@@ -46,3 +46,21 @@ def android(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "examples/faceid/prepare_data.py")
     session.run("python", "bench/android.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def ios(session: nox.Session) -> None:
+    """The iOS artifacts of the example: sizes, weight dtypes, SavedModel vs FP32, CoreML EP coverage,
+    the iOS part of a cold build and the Swift typecheck time."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/faceid/prepare_data.py")
+    session.run("python", "bench/ios.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def swift(session: nox.Session) -> None:
+    """The generated Swift checked with a real compiler: Debian trixie's swiftc in a chroot built once per
+    machine (``~/.cache/packager-tests/swift-trixie``; needs root and debootstrap), typechecked against
+    stubs of the Core ML, onnxruntime and CoreVideo/CoreGraphics APIs, preprocessing run against Python."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/test_swift_toolchain.py", "tests/test_ios_swift.py", *session.posargs)

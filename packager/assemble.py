@@ -112,6 +112,7 @@ def _artifact(
         format=product.format,
         precision=product.precision,
         not_validated_reason=product.not_validated_reason,
+        validated_on=product.proxy_label if product.not_validated_reason and modes else None,
         not_shipped_reason=record.rejected,
         inputs=record.inputs,
         outputs=record.outputs,

@@ -276,23 +276,23 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
 
 def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) -> Step:
     """Validate a platform artifact against FP32 like a variant: same data, metrics and gates; the
-    runner for its format decides which accuracy modes exist (``packager.validate.runners``)."""
+    runner for its format decides which accuracy modes exist (``packager.validate.runners``). An
+    artifact this host cannot run is measured on its ``proxy`` when it has one."""
     names = StepNames(spec.name)
+    measured = product.proxy if product.not_validated_reason is not None and product.proxy else product.source
+    label = f"{product.platform} {product.format} artifact of {spec.name}:{product.variant}"
+    if measured is not product.source:
+        label += f" (on {product.proxy_label or measured.file})"
     return Step(
         f"validate[{product.name}]",
         "validate",
         run=lambda ctx: validate_step(
-            _job(
-                config,
-                spec,
-                VARIANT_MODES,
-                f"{product.platform} {product.format} artifact of {spec.name}:{product.variant}",
-            ),
+            _job(config, spec, VARIANT_MODES, label),
             prepared_meta(ctx, names.prepare),
             ctx,
         ),
         inputs={
-            "model": product.source,
+            "model": measured,
             "baseline": StepOutput(names.prepare, f"{BASELINE}.onnx"),
             "reference_outputs": StepOutput(names.validate(BASELINE), OUTPUTS_FILE),
             **_evaluation_inputs(config, spec, names),

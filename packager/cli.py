@@ -415,6 +415,8 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     console.print("\n[bold]products[/] (artifacts in the bundle)")
     for product in planned.products:
         validation = planned.validations.get(product.name) or f"not validated: {product.not_validated_reason}"
+        if product.not_validated_reason is not None and product.proxy is not None:
+            validation = f"not run here ({product.not_validated_reason}); measured on {product.proxy_label}"
         console.print(
             f"  {escape(product.bundle_path)}  [{escape(product.platform)}, {escape(product.runtime)}, "
             f"{escape(product.precision)}] made by {escape(product.source.step)}; {escape(validation)}"

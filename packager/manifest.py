@@ -29,9 +29,10 @@ from packager.results import (
     VariantResult,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """3: one typed model; every artifact carries its platform, runtime, precision and validation.
-4: generated ``sources``; quantized tensors carry ``scale``/``zero_point``; ``evaluation`` typed."""
+4: generated ``sources``; quantized tensors carry ``scale``/``zero_point``; ``evaluation`` typed.
+5: an artifact this host cannot run may carry ``validated_on``, the stand-in its metrics were measured on."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -147,7 +148,10 @@ class ArtifactValidation(_Frozen):
     metrics: dict[str, ModeResult]
     """Measurements per accuracy mode; empty when ``not_validated_reason`` is set."""
     not_validated_reason: str | None
-    """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers, no gates."""
+    """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers or gates of its
+    own; with ``validated_on``, the numbers and gates are the stand-in's."""
+    validated_on: str | None = None
+    """The stand-in measured in its place, such as the TF SavedModel an .mlpackage was converted from."""
     gate_mode: str
     gates: list[GateResult]
     passed: bool
@@ -159,6 +163,7 @@ class ArtifactValidation(_Frozen):
         return cls(
             metrics=compact_metrics(result.modes),
             not_validated_reason=result.not_validated_reason,
+            validated_on=result.validated_on,
             gate_mode=result.gate_mode,
             gates=result.gates,
             passed=result.passed,
@@ -203,7 +208,7 @@ class ManifestSource(_Frozen):
 class ManifestContent(_Frozen):
     """Everything ``content_sha256`` covers."""
 
-    schema_version: Literal[4]  # = SCHEMA_VERSION
+    schema_version: Literal[5]  # = SCHEMA_VERSION
     project: ManifestProject
     config_sha256: str
     """sha256 of the effective config (``Config.digest``)."""
@@ -228,7 +233,7 @@ class ManifestContent(_Frozen):
 
 
 class Manifest(ManifestContent):
-    """manifest.json of a bundle (``schema_version`` 4)."""
+    """manifest.json of a bundle (``schema_version`` 5)."""
 
     content_sha256: Sha256
     """sha256 of ``json.dumps(content, sort_keys=True)``, content = this JSON minus the two last fields."""

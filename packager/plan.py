@@ -116,7 +116,7 @@ def make_plan(config: Config, options: BuildOptions) -> Plan:
             steps.add(dataclasses.replace(step, required=False), name)
         for product in planned.products:
             products.append(product)
-            if product.not_validated_reason is None:
+            if product.not_validated_reason is None or product.proxy is not None:
                 step = build.artifact_validation_step(config, config.model(product.model), product)
                 steps.add(step, "core")
                 validations[product.name] = step.name

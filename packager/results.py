@@ -168,7 +168,10 @@ class VariantResult(_Frozen):
     format: str = "onnx"
     precision: str = ""
     not_validated_reason: str | None = None
-    """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers, no gates."""
+    """Why this host could not run it (e.g. Core ML prediction needs macOS): no numbers, no gates, unless
+    ``validated_on`` names a stand-in that was measured and gated in its place."""
+    validated_on: str | None = None
+    """The stand-in measured instead (the TF SavedModel an .mlpackage was converted from)."""
     not_shipped_reason: str | None = None
     """Measured but left out of the bundle: a preferred alternative passed its gates, or its target
     rejected it (an INT8 file slower than its float sibling, say). Its gates do not decide the build."""

@@ -58,6 +58,11 @@ class Product:
     required: bool = True
     """False: its failure is reported, the bundle ships without it."""
     not_validated_reason: str | None = None
+    proxy: StepOutput | None = None
+    """With ``not_validated_reason``: the file the artifact was converted from, measured in its place
+    with the same data, metrics and gates (an ``.mlpackage``'s TF SavedModel where Core ML cannot run)."""
+    proxy_label: str | None = None
+    """What ``proxy`` is, in the report's words ("the TF SavedModel it was converted from")."""
     details_step: str | None = None
     """A later step whose :class:`ArtifactRecords` also describe the artifact (EP coverage, a
     benchmark that rejects it...), merged over the making step's."""

@@ -312,3 +312,39 @@ def with_det_branch(model: onnx.ModelProto) -> onnx.ModelProto:
     )
     onnx.checker.check_model(out)
     return out
+
+
+def with_bicubic_branch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` plus a bicubic Resize branch (node ``upsample_bicubic``) multiplied by 0 and added to the
+    first output: same numbers; onnxruntime and onnx2tf take it, coremltools 9 has no ResizeBicubic."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    first = g.output[0].name
+    inp = g.input[0].name
+    renamed = f"{first}_before_bicubic"
+    for node in g.node:
+        node.output[:] = [renamed if o == first else o for o in node.output]
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.zeros((1, 1), np.float32), "bicubic_zero"),
+            numpy_helper.from_array(np.zeros((0,), np.float32), "bicubic_roi"),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "bicubic_scales"),
+        ]
+    )
+    g.node.extend(
+        [
+            helper.make_node(
+                "Resize",
+                [inp, "bicubic_roi", "bicubic_scales"],
+                ["bicubic_up"],
+                name="upsample_bicubic",
+                mode="cubic",
+            ),
+            helper.make_node("ReduceMean", ["bicubic_up"], ["bicubic_mean"], name="bicubic_mean", keepdims=0),
+            helper.make_node("Mul", ["bicubic_mean", "bicubic_zero"], ["bicubic_nothing"], name="bicubic_x0"),
+            helper.make_node("Add", [renamed, "bicubic_nothing"], [first], name="bicubic_add"),
+        ]
+    )
+    onnx.checker.check_model(out)
+    return out

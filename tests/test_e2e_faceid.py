@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from kotlin.toolchain import toolchain
+from swift.toolchain import bundle_accessor
+from swift.toolchain import toolchain as swift_toolchain
 
 from packager.cli import main
 
@@ -89,6 +91,24 @@ def test_faceid_example_builds_gates_and_rebuilds_from_cache(
     compiled = tools.kotlinc_start(kotlin, tmp_path / "classes", "-Werror")
     stdout, stderr = compiled.communicate(timeout=600)
     assert compiled.returncode == 0, f"the bundle's Kotlin does not compile:\n{stdout}{stderr}"
+
+    ios = {a["path"].rsplit("/", 2)[-2] + "/" + a["path"].rsplit("/", 1)[-1]: a
+           for a in manifest["artifacts"] if a["platform"] == "ios"}  # fmt: skip
+    assert set(ios) == {
+        f"{model}/{file}" for model in models for file in ("fp32.ort", "fp16.ort", "fp16.mlpackage")
+    }
+    for name, artifact in ios.items():
+        assert artifact["validation"]["passed"] and artifact["validation"]["metrics"], name
+    package = ios["face_embedder/fp16.mlpackage"]
+    # Core ML does not run on Linux: the SavedModel it was converted from is measured in its place.
+    assert package["validation"]["validated_on"] == "the TF SavedModel it was converted from"
+    assert set(package["validation"]["details"]["coreml"]["weight_dtypes"]) == {"float16"}
+    assert package["size_bytes"] <= 0.51 * models["face_embedder"]["variants"][0]["size_bytes"]
+    swift = [bundle / s["path"] for s in manifest["sources"] if s["path"].endswith(".swift")]
+    sources = [p for p in swift if p.name != "Package.swift"]
+    assert {p.name for p in sources} >= {"FaceEmbedderOrt.swift", "FaceEmbedderCoreML.swift"}
+    checked = swift_toolchain().typecheck([*sources, bundle_accessor(tmp_path)])
+    assert checked.returncode == 0, f"the Swift does not typecheck:\n{checked.stdout}{checked.stderr}"
 
     capsys.readouterr()
     assert main(["build", str(faceid_example), "--out", str(out)]) == 0

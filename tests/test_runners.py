@@ -182,7 +182,7 @@ def test_an_mlpackage_is_not_validated_on_linux_and_says_why(tmp_path: Path) -> 
     path.mkdir()
     reason = "Core ML prediction needs macOS (coremltools cannot run .mlpackage on Linux)"
     assert cannot_run_here(path, platform="linux") == reason
-    assert "no Core ML runner yet" in (cannot_run_here(path, platform="darwin") or "")
+    assert cannot_run_here(path, platform="darwin") is None  # CoreMLRunner predicts there
     if sys.platform == "linux":
         with pytest.raises(NotRunnable) as err:
             runner_for(path, "default", threads=1, label="coreml of model m")
@@ -201,3 +201,16 @@ def test_an_unknown_format_is_not_runnable_and_names_the_runnable_ones(tmp_path:
             LatencySettings(runs=1, warmup=0, threads=1),
             lambda *_: None,
         )
+
+
+def test_a_saved_model_folder_is_run_by_tensorflow_with_outputs_named_by_onnx_index(tmp_path: Path) -> None:
+    from packager.validate.saved_model_runner import onnx_output_names
+
+    folder = tmp_path / "saved_model"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"")
+    assert cannot_run_here(folder) is None
+    names = ["cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "b0", "b1", "b2", "b3", "k0", "k1"]
+    signature = [f"output_{i}" for i in (10, 2, 11, 0, 1, 3, 4, 5, 6, 7, 8, 9)]
+    mapped = onnx_output_names(signature, names, "m")
+    assert mapped["output_10"] == "k0" and mapped["output_2"] == "cls_32" and len(set(mapped.values())) == 12

@@ -150,7 +150,7 @@ def test_the_same_step_name_with_another_definition_is_an_error(tiny_project, de
 
 def test_an_unknown_table_lists_the_installed_targets(tiny_project, demo_installed) -> None:
     config = _with_table(tiny_project(variants='["fp16"]'), "[andriod]\npackage = 'x'")
-    with pytest.raises(ConfigError, match=r"unknown table \[andriod\]; one of: android, demo, other"):
+    with pytest.raises(ConfigError, match=r"unknown table \[andriod\]; one of: android, demo, ios, other"):
         load_config(config)
 
 

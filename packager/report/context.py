@@ -139,6 +139,9 @@ def _variant_view(variant: VariantResult, is_baseline: bool) -> VariantView:
         ]
     if variant.not_validated_reason is not None:
         facts.append(("not validated", variant.not_validated_reason))
+        if variant.validated_on is not None:
+            mode = mode_label(variant.gate_mode)
+            facts.append(("measured on", f"{variant.validated_on} (gate mode {mode})"))
     elif is_baseline:
         facts.append(("measured in", " and ".join(mode_label(m) for m in mode_order(variant.modes))))
     else:
@@ -148,8 +151,11 @@ def _variant_view(variant: VariantResult, is_baseline: bool) -> VariantView:
     details = [(key, fmt.detail(value)) for key, value in variant.details.items() if key not in tables]
     if is_baseline:
         return VariantView("FP32 baseline", variant.variant, None, facts, gates, None, details)
-    if variant.not_validated_reason is not None:
+    if variant.not_validated_reason is not None and variant.validated_on is None:
         verdict, no_gates = NOT_VALIDATED, f"Not validated on this host: {variant.not_validated_reason}."
+    elif variant.not_validated_reason is not None:
+        verdict = f"{fmt.verdict(variant.passed)} on {variant.validated_on}; the artifact itself was not run"
+        no_gates = "No gates apply."
     else:
         verdict, no_gates = fmt.verdict(variant.passed), "No gates apply."
     title, name = ("Artifact", variant.file) if artifact else ("Variant", variant.variant)

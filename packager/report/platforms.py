@@ -42,7 +42,7 @@ class PlatformTable:
 
 def _row(artifact: VariantResult) -> list[str]:
     worst = worst_gate(artifact.gates)
-    if artifact.not_validated_reason is not None:
+    if artifact.not_validated_reason is not None and artifact.validated_on is None:
         gate = ["(not validated)", artifact.not_validated_reason, "", "", ""]
     elif worst is not None:
         value, bar = gate_values(worst)
@@ -50,7 +50,9 @@ def _row(artifact: VariantResult) -> list[str]:
     else:
         gate = ["(no gates)", "", "", "", ""]
     speed = artifact.modes.get(SPEED_MODE)
-    result = NOT_VALIDATED if artifact.not_validated_reason is not None else fmt.verdict(artifact.passed)
+    result = fmt.verdict(artifact.passed)
+    if artifact.not_validated_reason is not None:
+        result = NOT_VALIDATED if artifact.validated_on is None else f"{result} on {artifact.validated_on}"
     if artifact.not_shipped_reason is not None:
         result = f"{result}, not shipped: {artifact.not_shipped_reason}"
     return [

@@ -19,6 +19,9 @@ from packager.errors import PackagerError, StepError
 from packager.results import OrtMode
 from packager.validate.runners import OrtRunner, ProgressFn, TFLiteRunner
 
+SAVED_MODEL = "saved_model"
+"""The format key of a TensorFlow SavedModel folder (it has no suffix of its own)."""
+
 
 class Runner(Protocol):
     """One loaded artifact on this host, compared with the ONNX reference on the ONNX model's terms."""
@@ -93,6 +96,9 @@ FORMATS: dict[str, ArtifactFormat] = {
             platforms=("darwin",),
             elsewhere="Core ML prediction needs macOS (coremltools cannot run .mlpackage on {host})",
         ),
+        # A folder, found by its saved_model.pb (artifact_format): the stand-in measured for an
+        # .mlpackage where Core ML cannot run (packager.validate.saved_model_runner).
+        ArtifactFormat(SAVED_MODEL, "TensorFlow", ("default",)),
     )
 }
 
@@ -108,10 +114,32 @@ _RUNNERS: dict[str, RunnerFactory] = {
     "LiteRT": lambda path, mode, threads, label, names, shapes: TFLiteRunner(
         path, mode, threads, label, reference_names=names, reference_shapes=shapes
     ),
+    "TensorFlow": lambda path, mode, threads, label, names, shapes: _saved_model_runner()(
+        path, mode, threads, label, names, shapes
+    ),
+    "Core ML": lambda path, mode, threads, label, names, shapes: _coreml_runner()(
+        path, mode, threads, label, names, shapes
+    ),
 }
 
 
+def _saved_model_runner() -> type[Runner]:
+    # TensorFlow and coremltools load only when such an artifact is run.
+    from packager.validate.saved_model_runner import SavedModelRunner
+
+    return SavedModelRunner
+
+
+def _coreml_runner() -> type[Runner]:
+    from packager.validate.coreml_runner import CoreMLRunner
+
+    return CoreMLRunner
+
+
 def artifact_format(path: Path) -> ArtifactFormat | None:
+    """By suffix; a suffix-less folder holding ``saved_model.pb`` is a SavedModel."""
+    if not path.suffix and (path / "saved_model.pb").is_file():
+        return FORMATS[SAVED_MODEL]
     return FORMATS.get(path.suffix.lower())
 
 

@@ -225,6 +225,88 @@ def _same_dims(actual: Sequence[int], expected: Sequence[int]) -> bool:
     )
 
 
+class ConvertedRunner:
+    """What every runner of a converted artifact (LiteRT, TensorFlow, Core ML) shares: fed one ONNX-layout
+    float sample at a time (mobile artifacts have a fixed batch of 1), transposed to channels-last when
+    the artifact's input is the channels-last form of the sample, and read back by ONNX output name in
+    the ONNX layout (onnx2tf leaves 3-D and wider outputs channels-last). A subclass sets ``label``,
+    ``input_shape``, ``onnx_names`` ({artifact output: ONNX output}), ``reference_shapes`` and ``fix``
+    (what to do when an output's shape is wrong), and implements :meth:`_invoke`.
+    """
+
+    modes: tuple[OrtMode, ...] = ("default",)
+    optimization_level: str | None = None
+    optimization_fallback: str | None = None
+    label: str
+    input_shape: tuple[int, ...]
+    onnx_names: dict[str, str]
+    reference_shapes: dict[str, Sequence[int]]
+    fix: str = "report the model to the converter; drop this artifact until it converts right"
+
+    def _layout(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` [1, ...] in the artifact's input layout; :class:`StepError` when it fits neither."""
+        if _same_dims(batch.shape, self.input_shape):
+            return batch
+        if _same_dims(_channels_last(batch.shape), self.input_shape):
+            return np.moveaxis(batch, 1, -1)
+        raise StepError(
+            f"run {self.label}",
+            f"{self.label} takes input {list(self.input_shape)}, which is neither the sample's "
+            f"{list(batch.shape)} nor its channels-last form",
+            "check that [models].input (size, layout, channels) matches the model",
+        )
+
+    def _feed(self, batch: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self._layout(batch), dtype=np.float32)
+
+    def _invoke(self, feed: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        """The artifact's outputs by its own names for input number ``index`` (for errors)."""
+        raise NotImplementedError
+
+    def _float(self, name: str, value: np.ndarray) -> np.ndarray:
+        """An output as float32 (a quantized runtime dequantizes here)."""
+        return np.asarray(value, dtype=np.float32)
+
+    def _onnx_value(self, name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+        """An artifact output as the ONNX output it stands for: float32, in the ONNX layout."""
+        value = self._float(name, value)
+        onnx_name = self.onnx_names[name]
+        expected = self.reference_shapes.get(onnx_name)
+        if expected is not None and not _same_dims(value.shape, expected):
+            if not _same_dims(value.shape, _channels_last(expected)):
+                raise StepError(
+                    f"run {self.label}",
+                    f"output {onnx_name!r} of {self.label} is {list(value.shape)}, the ONNX model's is "
+                    f"{list(expected)} (nor its channels-last form): the conversion changed it",
+                    self.fix,
+                )
+            value = np.moveaxis(value, -1, 1)
+        return onnx_name, value
+
+    def run_all(self, batch: np.ndarray, progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
+        """``{ONNX output: float32 [N, *onnx_output_shape[1:]]}`` for ``batch`` [N, *onnx_input[1:]]."""
+        collected: dict[str, list[np.ndarray]] = {n: [] for n in self.onnx_names.values()}
+        for i, sample in enumerate(batch):
+            for name, value in self._invoke(self._feed(sample[None]), i).items():
+                onnx_name, converted = self._onnx_value(name, value)
+                collected[onnx_name].append(converted[0])
+            if progress:
+                progress(i + 1, len(batch))
+        return {n: np.stack(v) for n, v in collected.items()}
+
+    def time(self, sample: np.ndarray, runs: int, warmup: int) -> list[float]:
+        """Seconds of each of ``runs`` calls on ``sample`` [*onnx_input_shape[1:]] after ``warmup`` calls."""
+        feed = self._feed(sample[None])
+        for _ in range(warmup):
+            self._invoke(feed, 0)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self._invoke(feed, 0)
+            times.append(time.perf_counter() - start)
+        return times
+
+
 def _affine(details: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, zero point) of a quantized TFLite tensor, shaped to broadcast against it; None if float."""
     if not np.issubdtype(details["dtype"], np.integer):
@@ -244,7 +326,7 @@ def _affine(details: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     return scales, zeros
 
 
-class TFLiteRunner:
+class TFLiteRunner(ConvertedRunner):
     """One LiteRT interpreter (``ai_edge_litert``), with its default delegates (XNNPACK) as an app gets.
 
     Fed and read on the ONNX model's terms, so every artifact is compared the same way: float inputs
@@ -255,10 +337,6 @@ class TFLiteRunner:
     channels-first. Raises :class:`ConversionError` when LiteRT cannot load the file (a Flex op, say),
     :class:`StepError` when its outputs or input shape do not fit the ONNX model.
     """
-
-    modes: tuple[OrtMode, ...] = ("default",)
-    optimization_level: str | None = None
-    optimization_fallback: str | None = None
 
     def __init__(
         self,
@@ -303,6 +381,7 @@ class TFLiteRunner:
                 "export the model with a single image input",
             )
         self.input_name, self.input = next(iter(inputs.items()))
+        self.input_shape = tuple(int(d) for d in self.input["shape"])
         self.outputs = outputs
         names = list(reference_names) if reference_names is not None else list(outputs)
         self.onnx_names = match_outputs(list(outputs), names, self.label)
@@ -310,16 +389,7 @@ class TFLiteRunner:
 
     def _feed(self, batch: np.ndarray) -> np.ndarray:
         """One ONNX-layout float sample [1, ...] as the artifact's input tensor wants it."""
-        wanted = tuple(int(d) for d in self.input["shape"])
-        if not _same_dims(batch.shape, wanted):
-            if not _same_dims(_channels_last(batch.shape), wanted):
-                raise StepError(
-                    f"run {self.label}",
-                    f"{self.label} takes input {list(wanted)}, which is neither the sample's "
-                    f"{list(batch.shape)} nor its channels-last form",
-                    "check that [models].input (size, layout, channels) matches the model",
-                )
-            batch = np.moveaxis(batch, 1, -1)
+        batch = self._layout(batch)
         affine = _affine(self.input)
         dtype = np.dtype(self.input["dtype"])
         if affine is None:
@@ -329,57 +399,25 @@ class TFLiteRunner:
         quantized = np.round(batch.astype(np.float32) / scale) + zero
         return np.ascontiguousarray(np.clip(quantized, info.min, info.max).astype(dtype))
 
-    def _invoke(self, feed: np.ndarray) -> dict[str, np.ndarray]:
+    def _call(self, feed: np.ndarray) -> dict[str, np.ndarray]:
         if self._signature is not None:
             return self._signature(**{self.input_name: feed})
         self.interpreter.set_tensor(self.input["index"], feed)
         self.interpreter.invoke()
         return {name: self.interpreter.get_tensor(d["index"]) for name, d in self.outputs.items()}
 
-    def _onnx_value(self, name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
-        """An artifact output as the ONNX output it stands for: dequantized, in the ONNX layout."""
+    def _invoke(self, feed: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        try:
+            return self._call(feed)
+        except Exception as exc:  # LiteRT raises RuntimeError/ValueError with its own text
+            raise StepError(
+                f"run {self.label}",
+                f"LiteRT failed on input {index} (shape {list(feed.shape)}): {first_line(exc)}",
+                "check that [models].input (size, layout, channels) matches the model",
+            ) from None
+
+    def _float(self, name: str, value: np.ndarray) -> np.ndarray:
         affine = _affine(self.outputs[name])
         if affine is not None:
             value = (value.astype(np.float32) - affine[1]) * affine[0]
-        onnx_name = self.onnx_names[name]
-        expected = self.reference_shapes.get(onnx_name)
-        if expected is not None and not _same_dims(value.shape, expected):
-            if not _same_dims(value.shape, _channels_last(expected)):
-                raise StepError(
-                    f"run {self.label}",
-                    f"output {onnx_name!r} of {self.label} is {list(value.shape)}, the ONNX model's is "
-                    f"{list(expected)} (nor its channels-last form): the conversion changed it",
-                    "report the model to the converter; drop this artifact until it converts right",
-                )
-            value = np.moveaxis(value, -1, 1)
-        return onnx_name, value.astype(np.float32)
-
-    def run_all(self, batch: np.ndarray, progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
-        collected: dict[str, list[np.ndarray]] = {n: [] for n in self.onnx_names.values()}
-        for i, sample in enumerate(batch):
-            feed = self._feed(sample[None])
-            try:
-                values = self._invoke(feed)
-            except Exception as exc:  # LiteRT raises RuntimeError/ValueError with its own text
-                raise StepError(
-                    f"run {self.label}",
-                    f"LiteRT failed on input {i} (shape {list(feed.shape)}): {first_line(exc)}",
-                    "check that [models].input (size, layout, channels) matches the model",
-                ) from None
-            for name, value in values.items():
-                onnx_name, converted = self._onnx_value(name, value)
-                collected[onnx_name].append(converted[0])
-            if progress:
-                progress(i + 1, len(batch))
-        return {n: np.stack(v) for n, v in collected.items()}
-
-    def time(self, sample: np.ndarray, runs: int, warmup: int) -> list[float]:
-        feed = self._feed(sample[None])
-        for _ in range(warmup):
-            self._invoke(feed)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self._invoke(feed)
-            times.append(time.perf_counter() - start)
-        return times
+        return value.astype(np.float32)

@@ -25,12 +25,20 @@ from typing import Literal
 import jinja2
 import numpy as np
 
-from packager.config import InputSpec, OutputKind
-from packager.errors import PackagerError
-from packager.preprocess import LETTERBOX_FILL
-from packager.resources import template_loader
 from targets.android.config import _KOTLIN_KEYWORDS, TfliteDelegate
+from targets.loaders import (
+    OutputInfo,
+    Preprocessing,
+    class_prefix,
+    layout_problem,
+    model_name_problems,
+    output_map_problems,
+    output_problems,
+    preprocessing_problems,
+    resource_problems,
+)
 from targets.ort_mobile.ep_config import SessionPlan, ep_config
+from targets.rendering import CodegenError, environment, render, write_tree
 
 ORT_ANDROID_VERSION = "1.23.2"
 """``com.microsoft.onnxruntime:onnxruntime-android``: the newest patch of the converter's minor line
@@ -47,68 +55,10 @@ MIN_SDK = 24
 COMPILE_SDK = 35
 TEMPLATE_KINDS = ("kotlin", "gradle")
 
-Layout = Literal["NCHW", "NHWC"]
-Channels = Literal["RGB", "BGR", "GRAY"]
-ResizeMode = Literal["stretch", "center-crop", "letterbox"]
 TensorDtype = Literal["float32", "int8", "uint8"]
 _DTYPE_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 _OPT_LEVEL = {"all": "ALL_OPT", "extended": "EXTENDED_OPT", "basic": "BASIC_OPT", "disabled": "NO_OPT"}
 """SessionPlan.graph_optimization_level -> ``OrtSession.SessionOptions.OptLevel`` (ORT Java API)."""
-
-
-class CodegenError(PackagerError):
-    """The module description cannot become working Kotlin; every problem names its field and fix."""
-
-    def __init__(self, module: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"cannot generate the Android module {module!r}: " + "; ".join(problems))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Preprocessing:
-    """``packager.preprocess.to_tensor`` as constants: resize, channel order, (pixel - mean) / std, layout."""
-
-    height: int
-    width: int
-    resize: ResizeMode = "stretch"
-    channels: Channels = "RGB"
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    """One value, or one per channel (in the ``channels`` order)."""
-    layout: Layout = "NCHW"
-    letterbox_fill: int = LETTERBOX_FILL
-
-    @classmethod
-    def from_input_spec(cls, spec: InputSpec) -> Preprocessing:
-        return cls(
-            height=spec.height,
-            width=spec.width,
-            resize=spec.resize,
-            channels=spec.channels,
-            mean=tuple(spec.mean),
-            std=tuple(spec.std),
-            layout=spec.layout,
-        )
-
-    @property
-    def num_channels(self) -> int:
-        return 1 if self.channels == "GRAY" else 3
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The tensor with its batch of 1, in ``layout``."""
-        c, h, w = self.num_channels, self.height, self.width
-        return (1, c, h, w) if self.layout == "NCHW" else (1, h, w, c)
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutputInfo:
-    """One ONNX output: the name every runtime's loader reports it under, its ONNX shape, its kind."""
-
-    name: str
-    shape: tuple[int, ...]
-    kind: OutputKind = "generic"
-    normalize: Literal["l2", "none"] = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,7 +125,7 @@ class ModelLoader:
 
     @property
     def class_prefix(self) -> str:
-        return "".join(part[:1].upper() + part[1:] for part in self.name.split("_") if part)
+        return class_prefix(self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,21 +157,6 @@ class AndroidModule:
 # --- checks -----------------------------------------------------------------------------------------------
 
 
-def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[0], *shape[2:], shape[1]) if len(shape) >= 3 else shape
-
-
-def _layout_problem(
-    actual: tuple[int, ...], onnx: tuple[int, ...], where: str, nchw: bool = True
-) -> str | None:
-    """None when ``actual`` is the ONNX shape or (for a channels-first ONNX tensor) its channels-last form."""
-    if tuple(actual) == tuple(onnx) or (nchw and tuple(actual) == _channels_last(tuple(onnx))):
-        return None
-    return (
-        f"{where} shape {list(actual)} is neither {list(onnx)} nor its channels-last form: fix the manifest"
-    )
-
-
 def _tensor_problems(t: TfliteTensor, where: str) -> list[str]:
     if t.dtype == "float32":
         return []
@@ -237,20 +172,12 @@ def _tensor_problems(t: TfliteTensor, where: str) -> list[str]:
 def _tflite_problems(model: ModelLoader, file: TfliteFile, where: str) -> list[str]:
     problems = _tensor_problems(file.input, f"{where}.input")
     pre = model.preprocessing
-    layout = _layout_problem(file.input.shape, pre.shape, f"{where}.input", pre.layout == "NCHW")
+    layout = layout_problem(file.input.shape, pre.shape, f"{where}.input", pre.layout == "NCHW")
     problems += [layout] if layout else []
-    onnx = {o.name: o for o in model.outputs}
-    seen = [o.onnx_name for o in file.outputs]
     for out in file.outputs:
         problems += _tensor_problems(out, f"{where} output {out.name!r}")
-        if out.onnx_name not in onnx:
-            problems.append(f"{where} output {out.name!r} maps to unknown ONNX output {out.onnx_name!r}")
-            continue
-        shape_problem = _layout_problem(out.shape, onnx[out.onnx_name].shape, f"{where} output {out.name!r}")
-        problems += [shape_problem] if shape_problem else []
-    if sorted(seen) != sorted(onnx):
-        problems.append(f"{where} outputs map to {sorted(seen)}, the model has {sorted(onnx)}: map each once")
-    return problems
+    mapped = [(o.name, o.onnx_name, tuple(o.shape)) for o in file.outputs]
+    return problems + output_map_problems(mapped, model.outputs, where)
 
 
 def _assets(model: ModelLoader) -> list[str]:
@@ -262,26 +189,10 @@ def _assets(model: ModelLoader) -> list[str]:
 def _model_problems(model: ModelLoader) -> list[str]:
     where = f"models[{model.name!r}]"
     pre = model.preprocessing
-    problems = [
-        f"{where} asset {asset!r} must be a relative path under src/main/assets, without '..'"
-        for asset in _assets(model)
-        if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", asset) or ".." in asset.split("/")
-    ]
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", model.name):
-        problems.append(f"{where}.name must be snake_case (a-z, 0-9, _), starting with a letter")
-    if min(pre.height, pre.width) <= 0:
-        problems.append(f"{where}.preprocessing size must be positive")
-    for field in ("mean", "std"):
-        values = getattr(pre, field)
-        if len(values) not in (1, pre.num_channels) or not all(math.isfinite(v) for v in values):
-            problems.append(f"{where}.preprocessing.{field} needs 1 or {pre.num_channels} finite values")
-    if 0 in pre.std:
-        problems.append(f"{where}.preprocessing.std must not contain 0")
-    if not 0 <= pre.letterbox_fill <= 255:
-        problems.append(f"{where}.preprocessing.letterbox_fill must be a pixel value 0..255")
-    names = [o.name for o in model.outputs]
-    if not names or len(set(names)) != len(names):
-        problems.append(f"{where}.outputs must list each ONNX output once")
+    problems = resource_problems(_assets(model), where, "src/main/assets", "asset")
+    problems += model_name_problems(model.name, where)
+    problems += preprocessing_problems(pre, where)
+    problems += output_problems(model.outputs, where)
     if model.ort is None and model.tflite is None:
         problems.append(f"{where} has neither an ort nor a tflite artifact: give at least one")
     if model.ort is not None:
@@ -313,7 +224,7 @@ def check(module: AndroidModule) -> None:
     if module.threads < 1:
         problems.append("threads must be >= 1")
     if problems:
-        raise CodegenError(module.module, problems)
+        raise CodegenError(f"the Android module {module.module!r}", problems)
 
 
 # --- Kotlin literals and names ----------------------------------------------------------------------------
@@ -442,18 +353,14 @@ def _model_view(module: AndroidModule, model: ModelLoader) -> dict[str, object]:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PrefixLoader({kind: template_loader(kind) for kind in TEMPLATE_KINDS}),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
+    return environment(
+        TEMPLATE_KINDS,
+        {
+            "kstr": kotlin_string,
+            "kdoc": lambda text: kotlin_string(text).replace("*/", "*\\/"),
+            "kints": kotlin_ints,
+        },
     )
-    env.filters["kstr"] = kotlin_string
-    env.filters["kdoc"] = lambda text: kotlin_string(text).replace("*/", "*\\/")
-    env.filters["kints"] = kotlin_ints
-    return env
 
 
 SHARED_FILES = {
@@ -483,21 +390,10 @@ def render_files(module: AndroidModule) -> dict[str, str]:
         jobs += [(f"{name}Preprocessor.kt", "kotlin/Preprocessor.kt.j2", view)]
         jobs += [(f"{name}Ort.kt", "kotlin/OrtLoader.kt.j2", view)] if model.ort else []
         jobs += [(f"{name}Tflite.kt", "kotlin/TfliteLoader.kt.j2", view)] if model.tflite else []
-    env = _environment()
     base = {"module": module, "namespace": module.namespace or module.package, "models": views}
-    rendered = {}
-    for path, template, view in sorted(jobs, key=lambda job: job[0]):
-        rendered[path] = env.get_template(template).render(**base, m=view).rstrip("\n") + "\n"
-    return rendered
+    return render(_environment(), jobs, base)
 
 
 def render_module(module: AndroidModule, root: Path) -> list[Path]:
     """Write the module to ``root/<module.module>/`` (sorted, ``\\n`` newlines, no timestamps); the paths."""
-    folder = root / module.module
-    written = []
-    for rel, text in render_files(module).items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))
-        written.append(path)
-    return written
+    return write_tree(render_files(module), root / module.module)

@@ -3,11 +3,7 @@ inside them, so loading the target (``packager --help``, ``packager graph``) sta
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packager.config import ModelSpec
@@ -57,66 +53,23 @@ def _usable_eps(table: AndroidSpec, coverage: list[EpCoverage]) -> tuple[list[st
 def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, object]:
     """Input ``model`` (.onnx) -> ``<variant>.ort`` and ``<variant>.required_operators.config``; the
     record carries the converter facts, the EP coverage of the model and the app's session configs.
-
-    For an INT8 variant, input ``fp32_ort`` (the FP32 step's .ort) is compared by size: an INT8 .ort
-    that is not smaller than FP32's is recorded as rejected (on a small model such as YuNet
-    the quantization parameters and ORT's runtime-optimization records outweigh the INT8 weights).
-    """
-    from targets.ort_mobile.ep_config import ep_config, ep_coverage
-    from targets.ort_mobile.ort_format import ANDROID_RUNTIME, convert_to_ort
+    An INT8 variant no smaller than input ``fp32_ort`` is rejected
+    (:func:`targets.ort_mobile.step.convert_variant`)."""
+    from targets.ort_mobile.ep_config import ep_config
+    from targets.ort_mobile.ort_format import ANDROID_RUNTIME
+    from targets.ort_mobile.step import convert_variant, ort_details
 
     style = ort_style(table)
-    rejected = None
-    with tempfile.TemporaryDirectory(prefix=".ort-", dir=ctx.out) as work:
-        conversion = convert_to_ort(ctx.inputs["model"], Path(work) / "model", style, "arm")
-        os.replace(conversion.ort_path, ctx.out / f"{variant}.ort")
-        os.replace(conversion.config_path, ctx.out / f"{variant}.required_operators.config")
-    if "fp32_ort" in ctx.inputs:
-        fp32_size = ctx.inputs["fp32_ort"].stat().st_size
-        if conversion.size_bytes >= fp32_size:
-            rejected = (
-                f"{variant}.ort ({conversion.size_bytes / 1e6:.2f} MB) is not smaller than fp32.ort "
-                f"({fp32_size / 1e6:.2f} MB): the app would gain nothing from it"
-            )
-    coverage = ep_coverage(ctx.inputs["model"])
-    eps, dropped = _usable_eps(table, coverage)
+    found = convert_variant(variant, style, ctx)
+    eps, dropped = _usable_eps(table, found.coverage)
     flags = table.nnapi_flags if "nnapi" in eps else []
     config = ep_config(eps, table.threads, style, nnapi_flags=flags)  # type: ignore[arg-type]
-    details: dict[str, object] = {
-        "ort_format": {
-            "converter_version": conversion.converter_version,
-            # A runtime loads .ort files from an older or equal converter only (DESIGN pitfall 22).
-            "runtime_pinned": f"{ANDROID_RUNTIME.package}:{ANDROID_RUNTIME.reference}",
-            "ort_format_version": conversion.ort_format_version,
-            "optimization_style": conversion.style,
-            "target_platform": conversion.target_platform,
-            "graph_sha256": conversion.graph_sha256,
-            "required_operators": [dataclasses.asdict(ops) for ops in conversion.required_ops],
-            "seconds": round(conversion.seconds, 3),
-        },
-        "ep_coverage": [_coverage_row(c) for c in coverage if c.ep in ANDROID_EPS],
-        "ep_coverage_sources": {
-            c.ep: " ".join([c.source, c.note, *c.caveats]).strip() for c in coverage if c.ep in ANDROID_EPS
-        },
+    details = ort_details(found, ANDROID_RUNTIME, ANDROID_EPS) | {
         "session_config": config.model_dump(mode="json"),
         "eps_left_out": dropped,
     }
-    record = ArtifactRecord(details=details, rejected=rejected)
+    record = ArtifactRecord(details=details, rejected=found.rejected)
     return ArtifactRecords(artifacts={f"{variant}.ort": record}).model_dump(mode="json")
-
-
-def _coverage_row(coverage: EpCoverage) -> dict[str, object]:
-    """One EP's coverage as the manifest and report show it: supported/total nodes, partitions, verdict."""
-    row = dataclasses.asdict(coverage)
-    part = row["as_is"]
-    return {
-        "ep": row["ep"],
-        "supported_nodes": part["supported_nodes"],
-        "total_nodes": part["nodes"],
-        "partitions": part["partitions"],
-        "unsupported_ops": list(part["unsupported_ops"]),
-        "verdict": part["verdict"],
-    }
 
 
 def tflite_int8_step(spec: ModelSpec, threads: int, method: str, ctx: StepContext) -> dict[str, object]:

@@ -82,16 +82,17 @@ IOS_COCOAPODS = RuntimePin(
 )
 IOS_SWIFT_PACKAGE = RuntimePin(
     package="https://github.com/microsoft/onnxruntime-swift-package-manager",
-    version="1.23.0",
-    reference="b2e6c9de2a3dffe21b8579239c9497c3c21e88be",
-    # Tags in that repository: v1.15.0 ... v1.19.2, 1.20.0, 1.24.1, 1.24.2 -- none for 1.21-1.23. Commit
-    # b2e6c9d ("Update ONNX Runtime to 1.23.0 (#38)", 2026-01-26) points Package.swift at
-    # pod-archive-onnxruntime-c-1.23.0.zip (sha256 756a78e0...747ef).
-    source="github.com/microsoft/onnxruntime-swift-package-manager commit b2e6c9d (no 1.23 tag)",
+    version="1.24.2",
+    reference="1.24.2",
+    # Tags in that repository: v1.15.0 ... v1.19.2, 1.20.0, 1.24.1, 1.24.2 -- none for 1.21-1.23. The
+    # untagged commit b2e6c9d ("Update ONNX Runtime to 1.23.0") carries ORT 1.23.0, but its Objective-C
+    # wrapper is still the 1.20 copy without appendCoreMLExecutionProviderWithOptionsV2 (ModelFormat,
+    # MLComputeUnits, ModelCacheDirectory); tags 1.24.1 and 1.24.2 have it. A newer runtime loads .ort
+    # files from an older converter (DESIGN §5 pitfall 22), so 1.24.2 runs the 1.23.0 converter's files.
+    source="github.com/microsoft/onnxruntime-swift-package-manager tag 1.24.2 (ORT 1.24.2; no 1.23 tag)",
     note=(
-        "at that revision the Objective-C wrapper sources are still the 1.20 copy: it has no "
-        "appendCoreMLExecutionProviderWithOptionsV2 (the ModelFormat/MLComputeUnits option dictionary), "
-        "which the package has from tag 1.24.1 (ORT 1.24.1) on"
+        "library product 'onnxruntime', Swift module OnnxRuntimeBindings; chosen over the untagged 1.23.0 "
+        "commit b2e6c9d, whose Objective-C API has no appendCoreMLExecutionProviderWithOptionsV2"
     ),
 )
 

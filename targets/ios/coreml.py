@@ -1,0 +1,713 @@
+"""ONNX -> Core ML ML Program through onnx2tf's SavedModel and coremltools 9, and its checks on Linux.
+
+coremltools 9 has no ONNX frontend (DESIGN §5.10): :func:`convert_mlpackage` converts the SavedModel that
+``targets.android.tflite.convert_float`` writes (input named and laid out as in ONNX, NCHW; outputs
+``output_0``, ``output_1``... in ONNX output order) with FP16 compute. coremltools names the outputs after
+the TF graph's tensors (``Identity``, ``Identity_1``...); they get the ONNX names back through the
+signature's ``output_i`` keys, never through their position in the spec (§5.25).
+:func:`compress_int8` quantizes its weights per channel; :func:`inspect_mlpackage` checks a package
+(type, I/O, weight dtypes) from its spec and weight file alone, which works without macOS.
+
+coremltools' progress bars and its console output go to the log at DEBUG. A TF op coremltools has no
+converter for (``ResizeBicubic``, made from ONNX bicubic ``Resize``, §5.27) raises
+:class:`ConversionError` naming the op and, when it can be found, the ONNX node it came from.
+
+Saves are deterministic: two conversions of one SavedModel give the same bytes. coremltools itself
+stamps the conversion date into the metadata and gives each package item a random UUID in
+``Manifest.json``; the date is dropped and the UUIDs are replaced by UUIDs derived from the item paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from packager.errors import ConversionError, first_line
+from packager.validate.coreml_runner import feature_names
+from packager.validate.runners import _channels_last
+
+log = logging.getLogger(__name__)
+
+TOOL = "coremltools"
+DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18"]
+WeightDtype = Literal["float16", "int8"]
+WEIGHT_THRESHOLD = 512
+"""Weights with more elements than this are quantized by :func:`compress_int8`.
+
+coremltools' default (2048) silently leaves real layers in FP16 (DESIGN §5.23): a 1x1 conv 32->64, a
+3x3 depthwise conv of up to 227 channels, a 10-class head. Below it lies only what int8 cannot shrink:
+each weight in ``weight.bin`` is a blob with a 64-byte header, padded to 64 bytes, and per-channel int8
+adds two blobs (an FP16 scale and an int8 zero point per output channel, for iOS16/17), so a weight of
+``n`` elements saves about ``n - 256`` bytes (measured: blob sizes sum to the file size exactly). At 512
+every quantized weight saves at least 256 bytes, and what stays FP16 is RGB stem convs
+(3x3x3x16 = 432) and small depthwise convs, the layers most sensitive to int8 and a few hundred bytes
+each. 1-D tensors (biases, norm scales) coremltools never quantizes, whatever the threshold.
+Measured on SFace (FP16 19.36 MB): 27 weights int8 at 512 (one 432-weight conv kept) against 22 at
+2048; the package is 9.78 MB either way, so the gain is layers not silently left FP16, not bytes.
+"""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input or output of a package, from its spec."""
+
+    name: str
+    """The Core ML feature name (``feature_names`` of the ONNX name)."""
+    dtype: str
+    """``float32``, ``float16``, ``int32``, ``double``."""
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CoreMLMetadata:
+    """What Xcode shows for the model and what the app can read from ``MLModel.modelDescription``."""
+
+    author: str
+    version: str
+    short_description: str
+    license: str | None = None
+    user_defined: Mapping[str, str] = field(default_factory=dict)
+    """Facts the app needs (preprocessing, output kind), as strings: Core ML stores ``[String: String]``."""
+
+
+@dataclass(frozen=True)
+class CoreMLConversion:
+    """What :func:`convert_mlpackage` wrote."""
+
+    path: Path
+    """The ``.mlpackage`` folder."""
+    seconds: float
+    """Wall time of conversion, renaming and saving."""
+    coremltools_version: str
+    spec_version: int
+    """Core ML specification version (6 = iOS15 ... 9 = iOS18)."""
+    deployment_target: str
+    input: Feature
+    """float32, shape and layout as the ONNX input (NCHW)."""
+    outputs: tuple[Feature, ...]
+    """float32, in ONNX output order; 3-D and wider ones channels-last, as onnx2tf leaves them."""
+    onnx_names: dict[str, str]
+    """``{Core ML feature name: ONNX name}`` for the input and every output (see ``feature_names``)."""
+    size_mb: float
+
+
+@dataclass(frozen=True)
+class CoreMLCompression:
+    """What :func:`compress_int8` wrote."""
+
+    path: Path
+    seconds: float
+    weight_threshold: int
+    quantized: int
+    """Weights stored as per-channel int8."""
+    kept_float: dict[str, int]
+    """Weights left FP16, counted by why (1-D, or at most ``weight_threshold`` elements)."""
+    deployment_target: str
+    raised_from: str | None
+    """The source package's deployment target when int8 raised it: ``constexpr_affine_dequantize``
+    needs iOS16, so an iOS15 package comes back as iOS16 and the app must require iOS16."""
+    size_mb: float
+    source_size_mb: float
+
+
+@dataclass(frozen=True)
+class MLPackageFacts:
+    """What :func:`inspect_mlpackage` read from a package's spec and weight file (no macOS needed)."""
+
+    path: Path
+    spec_version: int
+    model_type: str
+    """The spec's model kind: ``mlProgram`` (``neuralNetwork`` for the older format)."""
+    deployment_target: str
+    """The oldest iOS that runs it, from the spec version (coremltools' ``ct.target`` table)."""
+    inputs: tuple[Feature, ...]
+    outputs: tuple[Feature, ...]
+    channels_last_outputs: tuple[str, ...]
+    """ONNX names of the outputs whose shape is the channels-last form of the ONNX one (onnx2tf's)."""
+    weight_dtypes: dict[str, int]
+    """Weights by storage dtype; a quantized weight counts once, under its data's dtype."""
+    quantized: int
+    kept_float: dict[str, int]
+    """FP16 weights of an int8 package, by why they were not quantized; empty for an FP16 package."""
+    weight_bytes: int
+    """Bytes of every weight as stored, quantization scales and zero points included."""
+    size_mb: float
+    """The package folder on disk, in 10^6 bytes."""
+    metadata: CoreMLMetadata
+    """As stored; coremltools' own ``com.github.apple.coremltools.*`` keys are left out of it."""
+    converter: str
+    """coremltools' record of itself and the source framework ("coremltools 9.0 from tensorflow==2.19.0")."""
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """coremltools' tqdm bars and prints go to the log at DEBUG instead of the user's console."""
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            yield
+    finally:
+        log.debug("coremltools output:\n%s", chatter.getvalue().strip())
+
+
+# --- weights and inspection -----------------------------------------------------------------------
+
+MAX_LISTED = 10
+"""Problems an inspection error lists (a wrong dtype can concern every weight of a large model)."""
+_STORED = frozenset({"float16", "float32", "int8", "uint8"})
+"""Dtypes coremltools stores in ``weight.bin`` (``should_use_weight_file``; iOS18 adds int types for
+indices, which are not weights); with 10 elements or more. Smaller constants are op parameters."""
+_COMPRESSED_DATA = frozenset({"quantized_data", "data", "indices"})
+"""The argument of ``constexpr_affine_dequantize`` (iOS16), ``constexpr_blockwise_shift_scale`` (iOS18)
+and ``constexpr_lut_to_dense`` holding the compressed weight; its other arguments are its parameters."""
+
+
+@dataclass(frozen=True)
+class _Weight:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    compressed: bool
+    """Stored through a ``constexpr_*`` op (quantized or palettized), not as a plain ``const``."""
+
+
+def _weights(mlmodel: Any) -> tuple[list[_Weight], int]:
+    """(the program's weights, their bytes with quantization parameters), from
+    ``ct.optimize.coreml.get_weights_metadata``, which reads the weight file without macOS."""
+    import coremltools.optimize.coreml as cto
+
+    with _quiet():
+        metadata = cto.get_weights_metadata(mlmodel, weight_threshold=0)
+    weights, nbytes = [], 0
+    for name, meta in metadata.items():
+        value = meta.val
+        if value.size < 10 or value.dtype.name not in _STORED:
+            continue
+        nbytes += value.nbytes
+        roles = {
+            param
+            for child in meta.child_ops
+            if child.op_type.startswith("constexpr_")
+            for param, const in child.params_name_mapping.items()
+            if const == name
+        }
+        if roles and not roles & _COMPRESSED_DATA:
+            continue  # a scale or zero point of a quantized weight
+        weights.append(_Weight(name, value.dtype.name, tuple(value.shape), bool(roles)))
+    return weights, nbytes
+
+
+def _weight_problems(
+    weights: Sequence[_Weight], expected: WeightDtype, threshold: int
+) -> tuple[dict[str, int], list[str]]:
+    """(FP16 weights kept by reason, problems) for a package meant to have ``expected`` weights.
+
+    int8: a float weight is expected only where coremltools' quantizer skips it by rule (1-D, or at
+    most ``threshold`` elements); any other float weight is a problem. float16: any compressed weight is.
+    float32 weights are a problem in both (the conversion did not use FP16 precision).
+    """
+    kept: dict[str, int] = {}
+    problems = []
+    for w in weights:
+        where = f"weight {w.name} {list(w.shape)}"
+        size = math.prod(w.shape)
+        if w.dtype == "float32":
+            problems.append(f"{where} is float32")
+        elif expected == "float16" and w.compressed:
+            problems.append(f"{where} is {w.dtype}, expected float16")
+        elif expected == "int8" and w.compressed and w.dtype != "int8":
+            problems.append(f"{where} is {w.dtype}, expected int8")
+        elif expected == "int8" and not w.compressed:
+            if len(w.shape) <= 1:
+                reason = "1-D (coremltools never quantizes these)"
+            elif size <= threshold:
+                reason = f"at most {threshold} elements (weight_threshold)"
+            else:
+                problems.append(f"{where} ({size} elements) is {w.dtype}, above weight_threshold {threshold}")
+                continue
+            kept[reason] = kept.get(reason, 0) + 1
+    return dict(sorted(kept.items())), problems
+
+
+def _io_problems(
+    kind: str, actual: Sequence[Feature], expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """(problems, ONNX names of channels-last outputs) comparing features with ``expected`` ONNX shapes;
+    ``names`` maps ONNX names to feature names. Only outputs may be the channels-last form (onnx2tf)."""
+    by_name = {f.name: f for f in actual}
+    problems, transposed = [], []
+    for onnx_name, shape in expected.items():
+        feature = names[onnx_name]
+        shown = onnx_name if feature == onnx_name else f"{onnx_name} (Core ML {feature})"
+        found = by_name.get(feature)
+        if found is None:
+            problems.append(f"no {kind} {shown}")
+            continue
+        if found.dtype != "float32":
+            problems.append(f"{kind} {shown} is {found.dtype}, expected float32")
+        if found.shape != tuple(shape):
+            if kind == "output" and len(shape) >= 3 and found.shape == _channels_last(shape):
+                transposed.append(onnx_name)
+            else:
+                problems.append(f"{kind} {shown} is {list(found.shape)}, expected {list(shape)}")
+    extra = sorted(set(by_name) - set(names.values()))
+    if extra:
+        problems.append(f"unexpected {kind} {', '.join(extra)}")
+    return problems, transposed
+
+
+def _target_name(spec_version: int) -> str:
+    import coremltools as ct
+
+    try:
+        return ct.target(spec_version).name
+    except ValueError:  # older than iOS13, or newer than this coremltools knows
+        return f"specification {spec_version}"
+
+
+def _read_metadata(spec: Any) -> tuple[CoreMLMetadata, str]:
+    described = spec.description.metadata
+    own = "com.github.apple.coremltools."
+    user = {k: v for k, v in described.userDefined.items() if not k.startswith(own)}
+    tool = described.userDefined.get(own + "version", "?")
+    source = described.userDefined.get(own + "source", "?")
+    metadata = CoreMLMetadata(
+        described.author,
+        described.versionString,
+        described.shortDescription,
+        described.license or None,
+        dict(sorted(user.items())),
+    )
+    return metadata, f"coremltools {tool} from {source}"
+
+
+def package_mb(path: Path) -> float:
+    """Size of a package folder (every file in it) in 10^6 bytes."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def inspect_mlpackage(
+    path: Path,
+    *,
+    expected_inputs: Mapping[str, tuple[int, ...]],
+    expected_outputs: Mapping[str, tuple[int, ...]],
+    expected_weight_dtype: WeightDtype,
+    weight_threshold: int = WEIGHT_THRESHOLD,
+) -> MLPackageFacts:
+    """Check a package without running it: an ML Program; float32 features named after the ONNX ones
+    (``expected_*``: ``{ONNX name: ONNX shape}``; an output may be the channels-last form, as onnx2tf
+    leaves it, and is listed in ``channels_last_outputs``); no float32 weight; for ``float16`` no
+    quantized weight; for ``int8`` no float weight but those the quantizer skips by rule (1-D, or at
+    most ``weight_threshold`` elements, counted in ``kept_float``).
+
+    Raises :class:`ConversionError` listing every problem found.
+    """
+    import coremltools as ct
+
+    step = f"inspect {path.name}"
+    try:
+        mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
+    except Exception as exc:  # coremltools raises several types for a missing or broken package
+        raise ConversionError(
+            step, TOOL, f"cannot read {path.name}: {first_line(exc)}", "rebuild it"
+        ) from None
+    spec = mlmodel.get_spec()
+    model_type = spec.WhichOneof("Type") or "empty"
+    problems = [] if model_type == "mlProgram" else [f"it is a {model_type} model, not an ML Program"]
+    inputs, outputs = _features(spec.description.input), _features(spec.description.output)
+    input_names = {name: feature_names([name])[name] for name in expected_inputs}
+    problems += _io_problems("input", inputs, expected_inputs, input_names)[0]
+    output_problems, transposed = _io_problems(
+        "output", outputs, expected_outputs, feature_names(list(expected_outputs))
+    )
+    weights, nbytes = _weights(mlmodel) if model_type == "mlProgram" else ([], 0)
+    kept, weight_problems = _weight_problems(weights, expected_weight_dtype, weight_threshold)
+    problems += output_problems + weight_problems
+    if problems:
+        if len(problems) > MAX_LISTED:
+            problems = [*problems[:MAX_LISTED], f"and {len(problems) - MAX_LISTED} more"]
+        raise ConversionError(
+            step,
+            "onnx2tf+coremltools",  # a wrong output can come from either (DESIGN §5.24)
+            f"{path.name} is not the {expected_weight_dtype} ML Program of the ONNX model: "
+            + "; ".join(problems),
+            "rebuild it; a wrong output name or shape means the conversion mapped outputs wrongly (report "
+            "the model), a float weight in an int8 package means lowering weight_threshold",
+        )
+    dtypes: dict[str, int] = {}
+    for w in weights:
+        dtypes[w.dtype] = dtypes.get(w.dtype, 0) + 1
+    metadata, converter = _read_metadata(spec)
+    return MLPackageFacts(
+        path,
+        spec.specificationVersion,
+        model_type,
+        _target_name(spec.specificationVersion),
+        inputs,
+        outputs,
+        tuple(transposed),
+        dict(sorted(dtypes.items())),
+        sum(w.compressed for w in weights),
+        kept,
+        nbytes,
+        package_mb(path),
+        metadata,
+        converter,
+    )
+
+
+# --- conversion -----------------------------------------------------------------------------------
+
+
+def _signature(saved_model: Path, outputs: int, step: str) -> tuple[str, dict[int, str]]:
+    """(TF input placeholder, ``{ONNX output index: TF graph output tensor}``) of ``serving_default``.
+
+    onnx2tf keys the signature outputs ``output_<ONNX index>``; coremltools names the Core ML outputs
+    after the graph tensors (``Identity``...). A signature's graph outputs are its structured outputs
+    flattened, dict keys sorted (``output_10`` before ``output_2``): pairing the two lists that way is
+    TensorFlow's own rule, not a guess from positions. The placeholder can differ from the ONNX input
+    name (onnx2tf turns ``input.1`` into ``input_1``).
+    """
+    import tensorflow as tf
+
+    try:
+        signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    except (OSError, ValueError, KeyError) as exc:  # missing folder, unreadable proto, no such signature
+        raise ConversionError(
+            step, TOOL, f"cannot load the SavedModel {saved_model}: {first_line(exc)}", "rebuild it"
+        ) from None
+    keys = tf.nest.flatten({key: key for key in signature.structured_outputs})
+    graph_names = [t.name.split(":")[0] for t in signature.outputs]
+    inputs = list(signature.structured_input_signature[1])
+    expected = {f"output_{i}" for i in range(outputs)}
+    if set(keys) != expected or len(graph_names) != len(keys) or len(inputs) != 1:
+        raise ConversionError(
+            step,
+            TOOL,
+            f"the SavedModel's signature (inputs {', '.join(inputs)}; outputs {', '.join(sorted(keys))}) is "
+            f"not onnx2tf's one input and output_0..output_{outputs - 1} for the ONNX model's outputs",
+            "convert with targets.android.tflite.convert_float (onnx2tf output_signaturedefs=True)",
+        )
+    by_index = {int(key.removeprefix("output_")): name for key, name in zip(keys, graph_names, strict=True)}
+    return inputs[0], by_index
+
+
+def _var_names(spec: Any) -> set[str]:
+    """Every function input and op output name in an ML Program spec."""
+    names: set[str] = set()
+    for function in spec.mlProgram.functions.values():
+        names.update(i.name for i in function.inputs)
+        for block in function.block_specializations.values():
+            names.update(o.name for op in block.operations for o in op.outputs)
+    return names
+
+
+def _rename(spec: Any, renames: Mapping[str, str], step: str) -> None:
+    """Rename features ``{old: new}`` in place with coremltools' ``rename_feature``, through temporary
+    names so that swaps (``Identity`` <-> ``Identity_1``) cannot merge two features."""
+    from coremltools.models.utils import rename_feature
+
+    taken = _var_names(spec)
+    staged: dict[str, str] = {}
+    for i, (old, new) in enumerate(renames.items()):
+        temp = f"packager_rename_{i}"
+        while temp in taken:
+            temp += "_"
+        rename_feature(spec, old, temp)
+        staged[temp] = new
+    clashes = sorted(set(staged.values()) & (_var_names(spec) - set(staged)))
+    if clashes:
+        raise ConversionError(
+            step,
+            TOOL,
+            f"the ONNX names {', '.join(clashes)} are already taken by tensors inside the Core ML program",
+            "rename those outputs in the ONNX model",
+        )
+    for temp, new in staged.items():
+        rename_feature(spec, temp, new)
+
+
+def _features(described: Any) -> tuple[Feature, ...]:
+    from coremltools.proto import FeatureTypes_pb2
+
+    array = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
+    return tuple(
+        Feature(
+            f.name, array.Name(f.type.multiArrayType.dataType).lower(), tuple(f.type.multiArrayType.shape)
+        )
+        for f in described
+    )
+
+
+def _set_metadata(spec: Any, metadata: CoreMLMetadata) -> None:
+    described = spec.description.metadata
+    # A calendar date would make the same conversion differ from one day to the next (DESIGN §8).
+    described.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    described.author = metadata.author
+    described.versionString = metadata.version
+    described.shortDescription = metadata.short_description
+    if metadata.license is not None:
+        described.license = metadata.license
+    for key in sorted(metadata.user_defined):  # sorted: the serialized map keeps insertion order
+        described.userDefined[key] = metadata.user_defined[key]
+
+
+def _stable_manifest(package: Path) -> None:
+    """Replace the random item identifiers in ``Manifest.json`` by UUIDs derived from the item paths.
+
+    coremltools' ModelPackage library names each item with ``uuid_generate`` and, when reading, treats
+    identifiers as opaque keys (it checks only that each entry has path, name, author, description and
+    that the path exists), so a stable UUID is as valid as a random one and the bytes repeat.
+    """
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entries = manifest.get("itemInfoEntries", {})
+    stable = {
+        old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"mlpackage:{e['path']}")) for old, e in entries.items()
+    }
+    manifest["itemInfoEntries"] = {stable[old]: entry for old, entry in entries.items()}
+    if manifest.get("rootModelIdentifier") in stable:
+        manifest["rootModelIdentifier"] = stable[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+
+
+def _save(mlmodel: Any, out: Path) -> None:
+    """Save next to ``out``, make it deterministic, then move it into place (no half-written package)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.stem}-partial.mlpackage")
+    shutil.rmtree(partial, ignore_errors=True)
+    with _quiet():
+        mlmodel.save(str(partial))
+    _stable_manifest(partial)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
+
+
+_UNSUPPORTED = re.compile(r"Conversion for TF op '(\w+)' not implemented")
+_TF_NODE = re.compile(r'^name: "([^"]+)"', re.MULTILINE)
+
+
+def _onnx_node(tf_node: str, onnx_model: Path) -> tuple[str, str] | None:
+    """(name, op type) of the ONNX node a TF node came from, or None.
+
+    onnx2tf puts a node's ONNX name or output name (``:`` -> ``__``, leading ``/`` -> ``wa/``) into the
+    TF name scope (``PartitionedCall/model/up/ResizeBicubic`` for the Resize node writing ``up``); the
+    longest name found as whole scope components wins.
+    """
+    import onnx
+
+    from packager.validate.runners import ONNX2TF_OUTPUT_SPELLINGS
+
+    scope = f"/{tf_node}/"
+    best: tuple[int, str, str] | None = None
+    for node in onnx.load(str(onnx_model), load_external_data=False).graph.node:
+        for candidate in (node.name, *node.output):
+            spelled = {spell(candidate) for spell in ONNX2TF_OUTPUT_SPELLINGS} if candidate else set()
+            inside = any(f"/{s.strip('/')}/" in scope for s in spelled if s.strip("/"))
+            if inside and (best is None or len(candidate) > best[0]):
+                best = (len(candidate), node.name or candidate, node.op_type)
+    return (best[1], best[2]) if best else None
+
+
+_ONNX_SOURCES: dict[str, tuple[str, dict[str, bytes]]] = {"ResizeBicubic": ("Resize", {"mode": b"cubic"})}
+"""TF ops coremltools lacks -> the ONNX op (and attributes) onnx2tf makes them from (DESIGN §5 pitfall 27),
+for when onnx2tf's TF name scope does not carry the ONNX node's name."""
+
+
+def _only_source(tf_op: str, onnx_model: Path) -> tuple[str, str] | None:
+    """(name, op type) of the one ONNX node ``tf_op`` can come from, or None when not exactly one."""
+    import onnx
+
+    if tf_op not in _ONNX_SOURCES:
+        return None
+    op_type, attributes = _ONNX_SOURCES[tf_op]
+    nodes = [
+        node
+        for node in onnx.load(str(onnx_model), load_external_data=False).graph.node
+        if node.op_type == op_type
+        and all(any(a.name == k and a.s == v for a in node.attribute) for k, v in attributes.items())
+    ]
+    return (nodes[0].name or nodes[0].output[0], op_type) if len(nodes) == 1 else None
+
+
+def _failure(exc: Exception, onnx_model: Path | None, step: str) -> ConversionError:
+    """One-line :class:`ConversionError` for a ``ct.convert`` failure, naming the op when it is one."""
+    import coremltools as ct
+
+    text = str(exc)
+    op = _UNSUPPORTED.search(text)
+    tf_node = _TF_NODE.search(text)
+    found = _onnx_node(tf_node.group(1), onnx_model) if tf_node and onnx_model else None
+    if found is None and op is not None and onnx_model is not None:
+        found = _only_source(op.group(1), onnx_model)
+    if op is None:
+        problem = f"{type(exc).__name__}: {first_line(exc)}"
+        fix = "report the model to coremltools (the build log has its output)"
+    else:
+        source = f"ONNX {found[1]} node {found[0]!r}" if found else "an ONNX op onnx2tf turned into it"
+        problem = (
+            f"TF op {op.group(1)} (made from {source}) is not implemented in coremltools {ct.__version__}"
+        )
+        fix = f"replace the {found[1] if found else op.group(1)} op in the model"
+    return ConversionError(
+        step,
+        TOOL,
+        problem,
+        f"{fix}, or drop coreml from [ios].runtimes (or make it optional) so the bundle ships without it",
+        node=found[0] if found else (tf_node.group(1) if tf_node else None),
+    )
+
+
+def convert_mlpackage(
+    saved_model: Path,
+    out: Path,
+    *,
+    input_name: str,
+    input_shape: tuple[int, ...],
+    output_names: Sequence[str],
+    minimum_deployment_target: DeploymentTarget,
+    metadata: CoreMLMetadata,
+    onnx_model: Path | None = None,
+) -> CoreMLConversion:
+    """Convert onnx2tf's ``saved_model`` into the ML Program ``out`` (a ``.mlpackage`` folder).
+
+    FP16 weights and compute, float32 I/O. The input is the ONNX input (``input_name``, fixed
+    ``input_shape``, NCHW); the outputs are ``output_names`` (the ONNX outputs, in ONNX order), all under
+    their :func:`feature_names`. ``onnx_model`` (the .onnx the SavedModel was made from) lets a failure
+    name the ONNX node. Raises :class:`ConversionError` naming the op coremltools cannot convert.
+    """
+    import coremltools as ct
+
+    step = "coreml fp16"
+    start = time.perf_counter()
+    tf_input, tf_outputs = _signature(saved_model, len(output_names), step)
+    try:
+        with _quiet():
+            mlmodel = ct.convert(
+                str(saved_model),
+                source="tensorflow",
+                convert_to="mlprogram",
+                compute_precision=ct.precision.FLOAT16,
+                minimum_deployment_target=ct.target[minimum_deployment_target],
+                # float32 I/O pinned: for iOS16+ coremltools would otherwise make the features FP16,
+                # and every target feeds and reads float32 (the app converts nothing).
+                inputs=[ct.TensorType(name=tf_input, shape=input_shape, dtype=np.float32)],
+                outputs=[ct.TensorType(name=tf_outputs[i], dtype=np.float32) for i in sorted(tf_outputs)],
+            )
+    except Exception as exc:  # coremltools raises NotImplementedError, ValueError, TypeError...
+        raise _failure(exc, onnx_model, step) from None
+    spec = mlmodel.get_spec()
+    converted = [o.name for o in spec.description.output]
+    if sorted(converted) != sorted(tf_outputs.values()):
+        raise ConversionError(
+            step,
+            TOOL,
+            f"its outputs ({', '.join(converted)}) are not the SavedModel's "
+            f"({', '.join(tf_outputs.values())})",
+            "report the model; drop coreml from [ios].runtimes until then",
+        )
+    inputs = {input_name: feature_names([input_name])[input_name]}
+    outputs = feature_names(output_names)
+    if inputs[input_name] in outputs.values():
+        raise ConversionError(
+            step,
+            TOOL,
+            f"input {input_name!r} and an output both become Core ML feature {inputs[input_name]!r}",
+            "rename one of them in the ONNX model",
+        )
+    renames = {tf_input: inputs[input_name]}
+    renames.update({tf_outputs[i]: outputs[name] for i, name in enumerate(output_names)})
+    _rename(spec, {old: new for old, new in renames.items() if old != new}, step)
+    _set_metadata(spec, metadata)
+    _save(ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True), out)
+    seconds = time.perf_counter() - start
+    written = {f.name: f for f in _features(spec.description.output)}
+    log.info("coremltools conversion of %s took %.1f s", saved_model, seconds)
+    return CoreMLConversion(
+        out,
+        seconds,
+        ct.__version__,
+        spec.specificationVersion,
+        _target_name(spec.specificationVersion),
+        _features(spec.description.input)[0],
+        tuple(written[outputs[name]] for name in output_names),
+        {feature: name for name, feature in {**inputs, **outputs}.items()},
+        package_mb(out),
+    )
+
+
+def compress_int8(
+    mlpackage: Path, out: Path, *, weight_threshold: int = WEIGHT_THRESHOLD
+) -> CoreMLCompression:
+    """Per-channel symmetric int8 weights (``linear_quantize_weights``) for every weight of more than
+    ``weight_threshold`` elements (see :data:`WEIGHT_THRESHOLD`); activations stay FP16, so the model
+    computes as before on dequantized weights and only the file (and memory) shrinks.
+
+    Weights left FP16 are counted with the reason in the result and logged. Raises
+    :class:`ConversionError` when coremltools fails.
+    """
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    start = time.perf_counter()
+    source = ct.models.MLModel(str(mlpackage), skip_model_load=True)
+    config = cto.OptimizationConfig(
+        global_config=cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric",
+            dtype="int8",
+            granularity="per_channel",
+            weight_threshold=weight_threshold,
+        )
+    )
+    try:
+        with _quiet():
+            quantized = cto.linear_quantize_weights(source, config)
+    except Exception as exc:  # coremltools raises ValueError, NotImplementedError...
+        raise ConversionError(
+            "coreml int8",
+            TOOL,
+            f"{type(exc).__name__}: {first_line(exc)}",
+            "ship the FP16 Core ML package only (drop its int8 variant)",
+        ) from None
+    spec = quantized.get_spec()
+    # The quantizer copies the source's metadata: a package not made here may carry coremltools' date.
+    spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    _save(ct.models.MLModel(spec, weights_dir=quantized.weights_dir, skip_model_load=True), out)
+    seconds = time.perf_counter() - start
+    weights, _ = _weights(ct.models.MLModel(str(out), skip_model_load=True))
+    kept, skipped = _weight_problems(weights, "int8", weight_threshold)
+    before = _target_name(source.get_spec().specificationVersion)
+    after = _target_name(spec.specificationVersion)
+    quantized_count = sum(w.compressed for w in weights)
+    log.info("int8 %s: %d weights quantized, kept FP16: %s", out.name, quantized_count, kept or "none")
+    if skipped:  # above the threshold and still float: coremltools skipped it for a reason of its own
+        log.warning("int8 %s: %s", out.name, "; ".join(skipped))
+    if before != after:
+        log.warning(
+            "int8 %s needs %s (its FP16 source %s): quantized weights need iOS16", out.name, after, before
+        )
+    return CoreMLCompression(
+        out,
+        seconds,
+        weight_threshold,
+        quantized_count,
+        kept,
+        after,
+        before if before != after else None,
+        package_mb(out),
+        package_mb(mlpackage),
+    )
