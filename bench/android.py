@@ -10,12 +10,11 @@ Run after ``python examples/faceid/prepare_data.py``: ``python bench/android.py`
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from platform_table import EXAMPLE, HEADER, ROOT, artifact_row, cold_build, coverage_lines
+from platform_table import EXAMPLE, HEADER, artifact_row, cold_build, coverage_lines, test_toolchain
 
 from packager.pipeline import BuildOutcome
 
@@ -24,15 +23,9 @@ ANDROID_STEPS = ("android-", "saved-model[", "validate[android:")
 
 def _kotlin_seconds(outcome: BuildOutcome) -> str:
     bundle = outcome.bundle
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from kotlin.toolchain import toolchain
-    except ImportError as exc:
-        return f"n/a ({exc})"
-    try:
-        tools = toolchain()
-    except BaseException as exc:  # pytest.skip raises an Exception subclass of BaseException
-        return f"n/a ({exc})"
+    tools, why_not = test_toolchain("kotlin")
+    if tools is None:
+        return why_not
     sources = sorted((bundle / "android").rglob("*.kt"))
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()

@@ -11,12 +11,11 @@ Run after ``python examples/faceid/prepare_data.py``: ``python bench/ios.py``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from platform_table import EXAMPLE, HEADER, ROOT, artifact_row, cold_build, coverage_lines
+from platform_table import EXAMPLE, HEADER, artifact_row, cold_build, coverage_lines, test_toolchain
 
 from packager.pipeline import BuildOutcome
 
@@ -41,15 +40,11 @@ def _coverage_of_variants(bundle: Path) -> list[str]:
 
 
 def _swift_seconds(bundle: Path) -> str:
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from swift.toolchain import bundle_accessor, toolchain
-    except ImportError as exc:
-        return f"n/a ({exc})"
-    try:
-        tools = toolchain()
-    except BaseException as exc:  # pytest.skip raises an Exception subclass of BaseException
-        return f"n/a ({exc})"
+    tools, why_not = test_toolchain("swift")
+    if tools is None:
+        return why_not
+    from swift.toolchain import bundle_accessor
+
     sources = [p for p in sorted((bundle / "ios").rglob("*.swift")) if p.name != "Package.swift"]
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()

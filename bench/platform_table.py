@@ -99,3 +99,16 @@ def coverage_lines(model: ModelResult, platform: str) -> list[str]:
         )
         lines.append(f"  {artifact.file.rsplit('/', 1)[-1]:<22}{cells}")
     return lines
+
+
+def test_toolchain(module: str) -> tuple[object | None, str]:
+    """``(toolchain, "")`` from the tests' ``<module>.toolchain`` (``kotlin``, ``swift``: installed or
+    built once per machine), or ``(None, why not)`` when it cannot be had here."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        return importlib.import_module(f"{module}.toolchain").toolchain(), ""
+    except BaseException as exc:  # pytest.skip raises an Exception subclass of BaseException
+        return None, f"n/a ({exc})"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from packager.config import InputSpec, OutputKind
+from packager.config import InputSpec, ModelSpec, OutputKind
 from packager.preprocess import LETTERBOX_FILL
+from packager.results import IOInfo
 
 Layout = Literal["NCHW", "NHWC"]
 Channels = Literal["RGB", "BGR", "GRAY"]
@@ -152,3 +154,18 @@ def model_name_problems(name: str, where: str) -> list[str]:
 def class_prefix(model_name: str) -> str:
     """``face_det`` -> ``FaceDet``: the UpperCamel prefix of a model's generated types."""
     return "".join(part[:1].upper() + part[1:] for part in model_name.split("_") if part)
+
+
+def output_infos(spec: ModelSpec, outputs: Sequence[IOInfo]) -> tuple[OutputInfo, ...]:
+    """Every ONNX output (the manifest model's ``outputs``, in order) with the kind and normalisation the
+    config declares for it (``generic``, no normalisation when undeclared)."""
+    declared = {(o.name or outputs[0].name): o for o in spec.declared_outputs}
+    return tuple(
+        OutputInfo(
+            name=io.name,
+            shape=tuple(int(d) for d in io.shape),
+            kind=declared[io.name].kind if io.name in declared else "generic",
+            normalize=declared[io.name].normalize if io.name in declared else "none",
+        )
+        for io in outputs
+    )

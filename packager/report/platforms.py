@@ -49,7 +49,8 @@ def _row(artifact: VariantResult) -> list[str]:
         gate = [worst.output, worst.metric, mode_label(worst.mode), value, f"{worst.comparison} {bar}"]
     else:
         gate = ["(no gates)", "", "", "", ""]
-    speed = artifact.modes.get(SPEED_MODE)
+    # A stand-in's latency is not the artifact's (a TF SavedModel on the host is not Core ML on a phone).
+    speed = artifact.modes.get(SPEED_MODE) if artifact.validated_on is None else None
     result = fmt.verdict(artifact.passed)
     if artifact.not_validated_reason is not None:
         result = NOT_VALIDATED if artifact.validated_on is None else f"{result} on {artifact.validated_on}"

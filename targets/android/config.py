@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from targets.table import PlatformTable
 
 Runtime = Literal["ort", "tflite"]
 OrtEp = Literal["xnnpack", "cpu", "nnapi"]
@@ -50,7 +52,7 @@ _KOTLIN_KEYWORDS = frozenset(
 )
 
 
-class AndroidSpec(BaseModel):
+class AndroidSpec(PlatformTable):
     """``[android]``: one Gradle library module with each model's ORT and TFLite artifacts and loaders.
 
     Example::
@@ -59,8 +61,6 @@ class AndroidSpec(BaseModel):
         package = "com.example.faceid"   # Kotlin package and Gradle namespace
         runtimes = ["ort", "tflite"]
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     package: str
     """Kotlin package and Gradle ``namespace`` (reverse domain, lower case: ``com.example.faceid``)."""
@@ -116,21 +116,3 @@ class AndroidSpec(BaseModel):
         if self.nnapi_flags and "nnapi" not in self.ort_eps:
             raise ValueError("nnapi_flags are given but nnapi is not in ort_eps: add it or drop the flags")
         return self
-
-    @model_validator(mode="after")
-    def _optional_are_listed(self) -> AndroidSpec:
-        stray = [r for r in self.optional_runtimes if r not in self.runtimes]
-        if stray:
-            raise ValueError(
-                f"optional_runtimes lists {stray[0]!r}, which is not in runtimes: add it to runtimes or "
-                "remove it from optional_runtimes"
-            )
-        return self
-
-    @field_validator("runtimes", "ort_eps", "tflite_precisions")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        twice = sorted({x for x in v if v.count(x) > 1})
-        if twice:
-            raise ValueError(f"{twice[0]!r} is listed twice")
-        return v

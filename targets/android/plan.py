@@ -17,19 +17,18 @@ import re
 from importlib import metadata
 
 from packager.errors import ConfigError
-from packager.quantize import registry
 from packager.steps import Step, StepOutput
 from packager.target import ModelProducts, Product, TargetContext, TargetPlan
 from targets.android import steps
 from targets.android.config import AndroidSpec
 from targets.ort_mobile.ort_format import ANDROID_RUNTIME, check_runtime_version
+from targets.ort_mobile.step import plan_ort
 from targets.saved_model import saved_model_step
 
 PLATFORM = "android"
 INT8_PREFERENCE = ("mixed", "int8-qdq", "int8-dynamic")
 """``ort_variant = "auto"``: the first of these the model builds that passes its gates ships. Mixed
 first: it keeps the layers INT8 hurts most in float, so it is the most accurate INT8 variant."""
-ORT_TOOLS = ("packager", "onnx", "onnxruntime")
 TFLITE_TOOLS = ("packager", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "onnxsim", "numpy")
 
 
@@ -81,38 +80,18 @@ def _ort_variants(upstream: ModelProducts, table: AndroidSpec) -> list[str]:
 
 
 def _ort(upstream: ModelProducts, table: AndroidSpec, module: str, planned: TargetPlan) -> None:
-    model = upstream.spec.name
-    required = "ort" not in table.optional_runtimes
     candidates = _ort_variants(upstream, table)
-    for variant in ["fp32", *candidates]:
-        step = Step(
-            f"android-ort[{model}:{variant}]",
-            "convert",
-            run=lambda ctx, variant=variant: steps.ort_step(table, variant, ctx),
-            inputs={"model": upstream.variants[variant]}
-            | (
-                {"fp32_ort": StepOutput(f"android-ort[{model}:fp32]", "fp32.ort")}
-                if variant != "fp32"
-                else {}
-            ),
-            params={"eps": list(table.ort_eps), "threads": table.threads, "style": steps.ort_style(table)},
-            tools=ORT_TOOLS,
-        )
-        planned.steps.append(step)
-        planned.products.append(
-            Product(
-                model=model,
-                variant=variant,
-                platform=PLATFORM,
-                runtime="onnxruntime",
-                format="ort",
-                precision=registry.precision_of(variant),
-                bundle_path=f"{asset_dir(module, model)}/{variant}.ort",
-                source=StepOutput(step.name, f"{variant}.ort"),
-                required=required,
-                choice="ort-int8" if variant != "fp32" and len(candidates) > 1 else None,
-            )
-        )
+    plan_ort(
+        planned,
+        PLATFORM,
+        upstream,
+        candidates,
+        lambda variant, ctx: steps.ort_step(table, variant, ctx),
+        params={"eps": list(table.ort_eps), "threads": table.threads, "style": steps.ort_style(table)},
+        folder=asset_dir(module, upstream.spec.name),
+        required="ort" not in table.optional_runtimes,
+        choice="ort-int8" if len(candidates) > 1 else None,
+    )
 
 
 def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: TargetPlan) -> None:

@@ -21,7 +21,6 @@ from targets.android.codegen import (
     AndroidModule,
     ModelLoader,
     OrtArtifact,
-    OutputInfo,
     Preprocessing,
     TfliteArtifact,
     TfliteFile,
@@ -31,6 +30,7 @@ from targets.android.codegen import (
 )
 from targets.android.config import AndroidSpec
 from targets.android.plan import PLATFORM, module_name
+from targets.loaders import output_infos
 from targets.ort_mobile.ep_config import EpConfig
 from targets.ort_mobile.ort_format import ANDROID_RUNTIME
 
@@ -68,16 +68,7 @@ def _tflite_file(artifact: ManifestArtifact, module: str, onnx_outputs: list[str
 
 def _loader(spec: ModelSpec, table: AndroidSpec, module: str, manifest: ManifestContent) -> ModelLoader:
     model = next(m for m in manifest.models if m.name == spec.name)
-    declared = {(o.name or model.outputs[0].name): o for o in spec.declared_outputs}
-    outputs = tuple(
-        OutputInfo(
-            name=io.name,
-            shape=tuple(int(d) for d in io.shape),
-            kind=declared[io.name].kind if io.name in declared else "generic",
-            normalize=declared[io.name].normalize if io.name in declared else "none",
-        )
-        for io in model.outputs
-    )
+    outputs = output_infos(spec, model.outputs)
     mine = [a for a in manifest.artifacts if a.platform == PLATFORM and a.model == spec.name]
     ort = None
     orts = {a.precision: a for a in mine if a.format == "ort"}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from targets.ort_mobile.ep_config import CoreMLFormat, CoreMLUnits
+from targets.table import PlatformTable
 
 Runtime = Literal["ort", "coreml"]
 OrtEp = Literal["coreml", "cpu"]
@@ -34,7 +35,7 @@ SWIFT_RESERVED = frozenset(
 )  # fmt: skip
 
 
-class IosSpec(BaseModel):
+class IosSpec(PlatformTable):
     """``[ios]``: one Swift package with each model's ORT-format and Core ML artifacts and loaders.
 
     Example::
@@ -43,8 +44,6 @@ class IosSpec(BaseModel):
         module = "FaceID"              # Swift package, product and module name
         runtimes = ["ort", "coreml"]
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     module: str | None = None
     """Swift package, library product and module name (an identifier, ``FaceID``); default: the project
@@ -101,24 +100,6 @@ class IosSpec(BaseModel):
                 f"{', '.join(DEPLOYMENT_TARGETS)}"
             )
         return v
-
-    @field_validator("runtimes", "ort_eps", "coreml_precisions")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        twice = sorted({x for x in v if v.count(x) > 1})
-        if twice:
-            raise ValueError(f"{twice[0]!r} is listed twice")
-        return v
-
-    @model_validator(mode="after")
-    def _optional_are_listed(self) -> IosSpec:
-        stray = [r for r in self.optional_runtimes if r not in self.runtimes]
-        if stray:
-            raise ValueError(
-                f"optional_runtimes lists {stray[0]!r}, which is not in runtimes: add it to runtimes or "
-                "remove it from optional_runtimes"
-            )
-        return self
 
     @model_validator(mode="after")
     def _int8_weights_need_ios16(self) -> IosSpec:

@@ -20,17 +20,16 @@ from pathlib import Path
 
 from packager.config import ProjectSpec
 from packager.errors import ConfigError
-from packager.quantize import registry
 from packager.steps import Step, StepOutput
 from packager.target import ModelProducts, Product, TargetContext, TargetPlan
 from packager.validate.formats import cannot_run_here
 from targets.ios import steps
 from targets.ios.config import IosSpec, module_name
 from targets.ort_mobile.ort_format import IOS_SWIFT_PACKAGE, check_runtime_version
+from targets.ort_mobile.step import plan_ort
 from targets.saved_model import saved_model_step
 
 PLATFORM = "ios"
-ORT_TOOLS = ("packager", "onnx", "onnxruntime")
 COREML_TOOLS = ("packager", "onnx", "coremltools", "numpy")
 SAVED_MODEL_LABEL = "the TF SavedModel it was converted from"
 
@@ -78,37 +77,21 @@ def ort_variant(upstream: ModelProducts, table: IosSpec) -> str:
 
 
 def _ort(upstream: ModelProducts, table: IosSpec, module: str, planned: TargetPlan) -> None:
-    model = upstream.spec.name
-    chosen = ort_variant(upstream, table)
-    for variant in dict.fromkeys(["fp32", chosen]):
-        step = Step(
-            f"ios-ort[{model}:{variant}]",
-            "convert",
-            run=lambda ctx, variant=variant: steps.ort_step(table, variant, ctx),
-            inputs={"model": upstream.variants[variant]}
-            | ({"fp32_ort": StepOutput(f"ios-ort[{model}:fp32]", "fp32.ort")} if variant != "fp32" else {}),
-            params={
-                "eps": list(table.ort_eps),
-                "threads": table.threads,
-                "model_format": table.coreml_model_format,
-                "compute_units": table.compute_units,
-            },
-            tools=ORT_TOOLS,
-        )
-        planned.steps.append(step)
-        planned.products.append(
-            Product(
-                model=model,
-                variant=variant,
-                platform=PLATFORM,
-                runtime="onnxruntime",
-                format="ort",
-                precision=registry.precision_of(variant),
-                bundle_path=f"{resource_dir(module, model)}/{variant}.ort",
-                source=StepOutput(step.name, f"{variant}.ort"),
-                required="ort" not in table.optional_runtimes,
-            )
-        )
+    plan_ort(
+        planned,
+        PLATFORM,
+        upstream,
+        [ort_variant(upstream, table)],
+        lambda variant, ctx: steps.ort_step(table, variant, ctx),
+        params={
+            "eps": list(table.ort_eps),
+            "threads": table.threads,
+            "model_format": table.coreml_model_format,
+            "compute_units": table.compute_units,
+        },
+        folder=resource_dir(module, upstream.spec.name),
+        required="ort" not in table.optional_runtimes,
+    )
 
 
 def _coreml(

@@ -28,7 +28,7 @@ from targets.ios.codegen import (
 )
 from targets.ios.config import IosSpec, module_name
 from targets.ios.plan import PLATFORM
-from targets.loaders import OutputInfo, Preprocessing
+from targets.loaders import Preprocessing, output_infos
 from targets.ort_mobile.ep_config import EpConfig
 
 COREML_PREFERENCE = ("int8-weights.mlpackage", "fp16.mlpackage")
@@ -84,16 +84,7 @@ def _coreml(mine: list[ManifestArtifact], module: str, table: IosSpec) -> CoreML
 
 def _loader(spec: ModelSpec, table: IosSpec, module: str, manifest: ManifestContent) -> ModelLoader:
     model = next(m for m in manifest.models if m.name == spec.name)
-    declared = {(o.name or model.outputs[0].name): o for o in spec.declared_outputs}
-    outputs = tuple(
-        OutputInfo(
-            name=io.name,
-            shape=tuple(int(d) for d in io.shape),
-            kind=declared[io.name].kind if io.name in declared else "generic",
-            normalize=declared[io.name].normalize if io.name in declared else "none",
-        )
-        for io in model.outputs
-    )
+    outputs = output_infos(spec, model.outputs)
     mine = [a for a in manifest.artifacts if a.platform == PLATFORM and a.model == spec.name]
     return ModelLoader(
         name=spec.name,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packager.steps import StepContext
+from packager.quantize import registry
+from packager.steps import Step, StepContext, StepOutput
+from packager.target import ModelProducts, Product, TargetPlan
 from targets.ort_mobile.ep_config import EpCoverage
 from targets.ort_mobile.ort_format import OrtConversion, RuntimePin, Style
 
@@ -86,3 +88,49 @@ def coverage_row(coverage: EpCoverage) -> dict[str, object]:
         "unsupported_ops": list(part.unsupported_ops),
         "verdict": part.verdict,
     }
+
+
+TOOLS = ("packager", "onnx", "onnxruntime")
+
+
+def plan_ort(
+    planned: TargetPlan,
+    platform: str,
+    upstream: ModelProducts,
+    variants: Sequence[str],
+    run: Callable[[str, StepContext], dict[str, object]],
+    *,
+    params: Mapping[str, object],
+    folder: str,
+    required: bool,
+    choice: str | None = None,
+) -> None:
+    """One ``<platform>-ort[<model>:<variant>]`` step and product per variant, FP32 first: ``fp32.ort``
+    and each of ``variants`` (an INT8 step also gets FP32's .ort, to reject a file no smaller);
+    ``folder`` is where the files ship in the bundle, ``choice`` makes the non-FP32 ones alternatives."""
+    model = upstream.spec.name
+    for variant in dict.fromkeys(["fp32", *variants]):
+        fp32_ort = {"fp32_ort": StepOutput(f"{platform}-ort[{model}:fp32]", "fp32.ort")}
+        step = Step(
+            f"{platform}-ort[{model}:{variant}]",
+            "convert",
+            run=lambda ctx, variant=variant: run(variant, ctx),
+            inputs={"model": upstream.variants[variant]} | (fp32_ort if variant != "fp32" else {}),
+            params=dict(params),
+            tools=TOOLS,
+        )
+        planned.steps.append(step)
+        planned.products.append(
+            Product(
+                model=model,
+                variant=variant,
+                platform=platform,
+                runtime="onnxruntime",
+                format="ort",
+                precision=registry.precision_of(variant),
+                bundle_path=f"{folder}/{variant}.ort",
+                source=StepOutput(step.name, f"{variant}.ort"),
+                required=required,
+                choice=choice if variant != "fp32" else None,
+            )
+        )
