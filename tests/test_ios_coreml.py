@@ -19,14 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from packager.errors import ConversionError
 from packager.validate.coreml_runner import MACOS_ONLY, CoreMLRunner, feature_names
 from targets.android.tflite import FloatConversion, convert_float
-from targets.ios.coreml import (
-    CoreMLCompression,
-    CoreMLConversion,
-    CoreMLMetadata,
-    compress_int8,
-    convert_mlpackage,
-    inspect_mlpackage,
-)
+from targets.ios.coreml import CoreMLCompression, CoreMLConversion, compress_int8, convert_mlpackage
+from targets.ios.coreml_check import CoreMLMetadata, inspect_mlpackage
 
 SIZE = 32
 HEADS = {"score": (1, 64), "embedding": (1, 64)}

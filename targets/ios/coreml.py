@@ -1,12 +1,12 @@
-"""ONNX -> Core ML ML Program through onnx2tf's SavedModel and coremltools 9, and its checks on Linux.
+"""ONNX -> Core ML ML Program through onnx2tf's SavedModel and coremltools 9, and its int8 weights.
 
 coremltools 9 has no ONNX frontend (DESIGN §5.10): :func:`convert_mlpackage` converts the SavedModel that
 ``targets.android.tflite.convert_float`` writes (input named and laid out as in ONNX, NCHW; outputs
 ``output_0``, ``output_1``... in ONNX output order) with FP16 compute. coremltools names the outputs after
 the TF graph's tensors (``Identity``, ``Identity_1``...); they get the ONNX names back through the
 signature's ``output_i`` keys, never through their position in the spec (§5.25).
-:func:`compress_int8` quantizes its weights per channel; :func:`inspect_mlpackage` checks a package
-(type, I/O, weight dtypes) from its spec and weight file alone, which works without macOS.
+:func:`compress_int8` quantizes its weights per channel. The checks of a package on Linux are in
+:mod:`targets.ios.coreml_check`.
 
 coremltools' progress bars and its console output go to the log at DEBUG. A TF op coremltools has no
 converter for (``ResizeBicubic``, made from ONNX bicubic ``Resize``, §5.27) raises
@@ -19,18 +19,15 @@ stamps the conversion date into the metadata and gives each package item a rando
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,50 +35,22 @@ import numpy as np
 
 from packager.errors import ConversionError, first_line
 from packager.validate.coreml_runner import feature_names
-from packager.validate.runners import _channels_last
+from targets.ios.coreml_check import (
+    TOOL,
+    WEIGHT_THRESHOLD,
+    CoreMLMetadata,
+    Feature,
+    package_mb,
+    quiet,
+    read_features,
+    read_weights,
+    target_name,
+    weight_problems,
+)
 
 log = logging.getLogger(__name__)
 
-TOOL = "coremltools"
 DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18"]
-WeightDtype = Literal["float16", "int8"]
-WEIGHT_THRESHOLD = 512
-"""Weights with more elements than this are quantized by :func:`compress_int8`.
-
-coremltools' default (2048) silently leaves real layers in FP16 (DESIGN §5.23): a 1x1 conv 32->64, a
-3x3 depthwise conv of up to 227 channels, a 10-class head. Below it lies only what int8 cannot shrink:
-each weight in ``weight.bin`` is a blob with a 64-byte header, padded to 64 bytes, and per-channel int8
-adds two blobs (an FP16 scale and an int8 zero point per output channel, for iOS16/17), so a weight of
-``n`` elements saves about ``n - 256`` bytes (measured: blob sizes sum to the file size exactly). At 512
-every quantized weight saves at least 256 bytes, and what stays FP16 is RGB stem convs
-(3x3x3x16 = 432) and small depthwise convs, the layers most sensitive to int8 and a few hundred bytes
-each. 1-D tensors (biases, norm scales) coremltools never quantizes, whatever the threshold.
-Measured on SFace (FP16 19.36 MB): 27 weights int8 at 512 (one 432-weight conv kept) against 22 at
-2048; the package is 9.78 MB either way, so the gain is layers not silently left FP16, not bytes.
-"""
-
-
-@dataclass(frozen=True)
-class Feature:
-    """One input or output of a package, from its spec."""
-
-    name: str
-    """The Core ML feature name (``feature_names`` of the ONNX name)."""
-    dtype: str
-    """``float32``, ``float16``, ``int32``, ``double``."""
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class CoreMLMetadata:
-    """What Xcode shows for the model and what the app can read from ``MLModel.modelDescription``."""
-
-    author: str
-    version: str
-    short_description: str
-    license: str | None = None
-    user_defined: Mapping[str, str] = field(default_factory=dict)
-    """Facts the app needs (preprocessing, output kind), as strings: Core ML stores ``[String: String]``."""
 
 
 @dataclass(frozen=True)
@@ -122,252 +91,6 @@ class CoreMLCompression:
     needs iOS16, so an iOS15 package comes back as iOS16 and the app must require iOS16."""
     size_mb: float
     source_size_mb: float
-
-
-@dataclass(frozen=True)
-class MLPackageFacts:
-    """What :func:`inspect_mlpackage` read from a package's spec and weight file (no macOS needed)."""
-
-    path: Path
-    spec_version: int
-    model_type: str
-    """The spec's model kind: ``mlProgram`` (``neuralNetwork`` for the older format)."""
-    deployment_target: str
-    """The oldest iOS that runs it, from the spec version (coremltools' ``ct.target`` table)."""
-    inputs: tuple[Feature, ...]
-    outputs: tuple[Feature, ...]
-    channels_last_outputs: tuple[str, ...]
-    """ONNX names of the outputs whose shape is the channels-last form of the ONNX one (onnx2tf's)."""
-    weight_dtypes: dict[str, int]
-    """Weights by storage dtype; a quantized weight counts once, under its data's dtype."""
-    quantized: int
-    kept_float: dict[str, int]
-    """FP16 weights of an int8 package, by why they were not quantized; empty for an FP16 package."""
-    weight_bytes: int
-    """Bytes of every weight as stored, quantization scales and zero points included."""
-    size_mb: float
-    """The package folder on disk, in 10^6 bytes."""
-    metadata: CoreMLMetadata
-    """As stored; coremltools' own ``com.github.apple.coremltools.*`` keys are left out of it."""
-    converter: str
-    """coremltools' record of itself and the source framework ("coremltools 9.0 from tensorflow==2.19.0")."""
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """coremltools' tqdm bars and prints go to the log at DEBUG instead of the user's console."""
-    chatter = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            yield
-    finally:
-        log.debug("coremltools output:\n%s", chatter.getvalue().strip())
-
-
-# --- weights and inspection -----------------------------------------------------------------------
-
-MAX_LISTED = 10
-"""Problems an inspection error lists (a wrong dtype can concern every weight of a large model)."""
-_STORED = frozenset({"float16", "float32", "int8", "uint8"})
-"""Dtypes coremltools stores in ``weight.bin`` (``should_use_weight_file``; iOS18 adds int types for
-indices, which are not weights); with 10 elements or more. Smaller constants are op parameters."""
-_COMPRESSED_DATA = frozenset({"quantized_data", "data", "indices"})
-"""The argument of ``constexpr_affine_dequantize`` (iOS16), ``constexpr_blockwise_shift_scale`` (iOS18)
-and ``constexpr_lut_to_dense`` holding the compressed weight; its other arguments are its parameters."""
-
-
-@dataclass(frozen=True)
-class _Weight:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    compressed: bool
-    """Stored through a ``constexpr_*`` op (quantized or palettized), not as a plain ``const``."""
-
-
-def _weights(mlmodel: Any) -> tuple[list[_Weight], int]:
-    """(the program's weights, their bytes with quantization parameters), from
-    ``ct.optimize.coreml.get_weights_metadata``, which reads the weight file without macOS."""
-    import coremltools.optimize.coreml as cto
-
-    with _quiet():
-        metadata = cto.get_weights_metadata(mlmodel, weight_threshold=0)
-    weights, nbytes = [], 0
-    for name, meta in metadata.items():
-        value = meta.val
-        if value.size < 10 or value.dtype.name not in _STORED:
-            continue
-        nbytes += value.nbytes
-        roles = {
-            param
-            for child in meta.child_ops
-            if child.op_type.startswith("constexpr_")
-            for param, const in child.params_name_mapping.items()
-            if const == name
-        }
-        if roles and not roles & _COMPRESSED_DATA:
-            continue  # a scale or zero point of a quantized weight
-        weights.append(_Weight(name, value.dtype.name, tuple(value.shape), bool(roles)))
-    return weights, nbytes
-
-
-def _weight_problems(
-    weights: Sequence[_Weight], expected: WeightDtype, threshold: int
-) -> tuple[dict[str, int], list[str]]:
-    """(FP16 weights kept by reason, problems) for a package meant to have ``expected`` weights.
-
-    int8: a float weight is expected only where coremltools' quantizer skips it by rule (1-D, or at
-    most ``threshold`` elements); any other float weight is a problem. float16: any compressed weight is.
-    float32 weights are a problem in both (the conversion did not use FP16 precision).
-    """
-    kept: dict[str, int] = {}
-    problems = []
-    for w in weights:
-        where = f"weight {w.name} {list(w.shape)}"
-        size = math.prod(w.shape)
-        if w.dtype == "float32":
-            problems.append(f"{where} is float32")
-        elif expected == "float16" and w.compressed:
-            problems.append(f"{where} is {w.dtype}, expected float16")
-        elif expected == "int8" and w.compressed and w.dtype != "int8":
-            problems.append(f"{where} is {w.dtype}, expected int8")
-        elif expected == "int8" and not w.compressed:
-            if len(w.shape) <= 1:
-                reason = "1-D (coremltools never quantizes these)"
-            elif size <= threshold:
-                reason = f"at most {threshold} elements (weight_threshold)"
-            else:
-                problems.append(f"{where} ({size} elements) is {w.dtype}, above weight_threshold {threshold}")
-                continue
-            kept[reason] = kept.get(reason, 0) + 1
-    return dict(sorted(kept.items())), problems
-
-
-def _io_problems(
-    kind: str, actual: Sequence[Feature], expected: Mapping[str, tuple[int, ...]], names: Mapping[str, str]
-) -> tuple[list[str], list[str]]:
-    """(problems, ONNX names of channels-last outputs) comparing features with ``expected`` ONNX shapes;
-    ``names`` maps ONNX names to feature names. Only outputs may be the channels-last form (onnx2tf)."""
-    by_name = {f.name: f for f in actual}
-    problems, transposed = [], []
-    for onnx_name, shape in expected.items():
-        feature = names[onnx_name]
-        shown = onnx_name if feature == onnx_name else f"{onnx_name} (Core ML {feature})"
-        found = by_name.get(feature)
-        if found is None:
-            problems.append(f"no {kind} {shown}")
-            continue
-        if found.dtype != "float32":
-            problems.append(f"{kind} {shown} is {found.dtype}, expected float32")
-        if found.shape != tuple(shape):
-            if kind == "output" and len(shape) >= 3 and found.shape == _channels_last(shape):
-                transposed.append(onnx_name)
-            else:
-                problems.append(f"{kind} {shown} is {list(found.shape)}, expected {list(shape)}")
-    extra = sorted(set(by_name) - set(names.values()))
-    if extra:
-        problems.append(f"unexpected {kind} {', '.join(extra)}")
-    return problems, transposed
-
-
-def _target_name(spec_version: int) -> str:
-    import coremltools as ct
-
-    try:
-        return ct.target(spec_version).name
-    except ValueError:  # older than iOS13, or newer than this coremltools knows
-        return f"specification {spec_version}"
-
-
-def _read_metadata(spec: Any) -> tuple[CoreMLMetadata, str]:
-    described = spec.description.metadata
-    own = "com.github.apple.coremltools."
-    user = {k: v for k, v in described.userDefined.items() if not k.startswith(own)}
-    tool = described.userDefined.get(own + "version", "?")
-    source = described.userDefined.get(own + "source", "?")
-    metadata = CoreMLMetadata(
-        described.author,
-        described.versionString,
-        described.shortDescription,
-        described.license or None,
-        dict(sorted(user.items())),
-    )
-    return metadata, f"coremltools {tool} from {source}"
-
-
-def package_mb(path: Path) -> float:
-    """Size of a package folder (every file in it) in 10^6 bytes."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-
-
-def inspect_mlpackage(
-    path: Path,
-    *,
-    expected_inputs: Mapping[str, tuple[int, ...]],
-    expected_outputs: Mapping[str, tuple[int, ...]],
-    expected_weight_dtype: WeightDtype,
-    weight_threshold: int = WEIGHT_THRESHOLD,
-) -> MLPackageFacts:
-    """Check a package without running it: an ML Program; float32 features named after the ONNX ones
-    (``expected_*``: ``{ONNX name: ONNX shape}``; an output may be the channels-last form, as onnx2tf
-    leaves it, and is listed in ``channels_last_outputs``); no float32 weight; for ``float16`` no
-    quantized weight; for ``int8`` no float weight but those the quantizer skips by rule (1-D, or at
-    most ``weight_threshold`` elements, counted in ``kept_float``).
-
-    Raises :class:`ConversionError` listing every problem found.
-    """
-    import coremltools as ct
-
-    step = f"inspect {path.name}"
-    try:
-        mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
-    except Exception as exc:  # coremltools raises several types for a missing or broken package
-        raise ConversionError(
-            step, TOOL, f"cannot read {path.name}: {first_line(exc)}", "rebuild it"
-        ) from None
-    spec = mlmodel.get_spec()
-    model_type = spec.WhichOneof("Type") or "empty"
-    problems = [] if model_type == "mlProgram" else [f"it is a {model_type} model, not an ML Program"]
-    inputs, outputs = _features(spec.description.input), _features(spec.description.output)
-    input_names = {name: feature_names([name])[name] for name in expected_inputs}
-    problems += _io_problems("input", inputs, expected_inputs, input_names)[0]
-    output_problems, transposed = _io_problems(
-        "output", outputs, expected_outputs, feature_names(list(expected_outputs))
-    )
-    weights, nbytes = _weights(mlmodel) if model_type == "mlProgram" else ([], 0)
-    kept, weight_problems = _weight_problems(weights, expected_weight_dtype, weight_threshold)
-    problems += output_problems + weight_problems
-    if problems:
-        if len(problems) > MAX_LISTED:
-            problems = [*problems[:MAX_LISTED], f"and {len(problems) - MAX_LISTED} more"]
-        raise ConversionError(
-            step,
-            "onnx2tf+coremltools",  # a wrong output can come from either (DESIGN §5.24)
-            f"{path.name} is not the {expected_weight_dtype} ML Program of the ONNX model: "
-            + "; ".join(problems),
-            "rebuild it; a wrong output name or shape means the conversion mapped outputs wrongly (report "
-            "the model), a float weight in an int8 package means lowering weight_threshold",
-        )
-    dtypes: dict[str, int] = {}
-    for w in weights:
-        dtypes[w.dtype] = dtypes.get(w.dtype, 0) + 1
-    metadata, converter = _read_metadata(spec)
-    return MLPackageFacts(
-        path,
-        spec.specificationVersion,
-        model_type,
-        _target_name(spec.specificationVersion),
-        inputs,
-        outputs,
-        tuple(transposed),
-        dict(sorted(dtypes.items())),
-        sum(w.compressed for w in weights),
-        kept,
-        nbytes,
-        package_mb(path),
-        metadata,
-        converter,
-    )
 
 
 # --- conversion -----------------------------------------------------------------------------------
@@ -441,18 +164,6 @@ def _rename(spec: Any, renames: Mapping[str, str], step: str) -> None:
         rename_feature(spec, temp, new)
 
 
-def _features(described: Any) -> tuple[Feature, ...]:
-    from coremltools.proto import FeatureTypes_pb2
-
-    array = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
-    return tuple(
-        Feature(
-            f.name, array.Name(f.type.multiArrayType.dataType).lower(), tuple(f.type.multiArrayType.shape)
-        )
-        for f in described
-    )
-
-
 def _set_metadata(spec: Any, metadata: CoreMLMetadata) -> None:
     described = spec.description.metadata
     # A calendar date would make the same conversion differ from one day to the next (DESIGN §8).
@@ -490,7 +201,7 @@ def _save(mlmodel: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}-partial.mlpackage")
     shutil.rmtree(partial, ignore_errors=True)
-    with _quiet():
+    with quiet():
         mlmodel.save(str(partial))
     _stable_manifest(partial)
     shutil.rmtree(out, ignore_errors=True)
@@ -596,7 +307,7 @@ def convert_mlpackage(
     start = time.perf_counter()
     tf_input, tf_outputs = _signature(saved_model, len(output_names), step)
     try:
-        with _quiet():
+        with quiet():
             mlmodel = ct.convert(
                 str(saved_model),
                 source="tensorflow",
@@ -635,15 +346,15 @@ def convert_mlpackage(
     _set_metadata(spec, metadata)
     _save(ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True), out)
     seconds = time.perf_counter() - start
-    written = {f.name: f for f in _features(spec.description.output)}
+    written = {f.name: f for f in read_features(spec.description.output)}
     log.info("coremltools conversion of %s took %.1f s", saved_model, seconds)
     return CoreMLConversion(
         out,
         seconds,
         ct.__version__,
         spec.specificationVersion,
-        _target_name(spec.specificationVersion),
-        _features(spec.description.input)[0],
+        target_name(spec.specificationVersion),
+        read_features(spec.description.input)[0],
         tuple(written[outputs[name]] for name in output_names),
         {feature: name for name, feature in {**inputs, **outputs}.items()},
         package_mb(out),
@@ -674,7 +385,7 @@ def compress_int8(
         )
     )
     try:
-        with _quiet():
+        with quiet():
             quantized = cto.linear_quantize_weights(source, config)
     except Exception as exc:  # coremltools raises ValueError, NotImplementedError...
         raise ConversionError(
@@ -688,10 +399,10 @@ def compress_int8(
     spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
     _save(ct.models.MLModel(spec, weights_dir=quantized.weights_dir, skip_model_load=True), out)
     seconds = time.perf_counter() - start
-    weights, _ = _weights(ct.models.MLModel(str(out), skip_model_load=True))
-    kept, skipped = _weight_problems(weights, "int8", weight_threshold)
-    before = _target_name(source.get_spec().specificationVersion)
-    after = _target_name(spec.specificationVersion)
+    weights, _ = read_weights(ct.models.MLModel(str(out), skip_model_load=True))
+    kept, skipped = weight_problems(weights, "int8", weight_threshold)
+    before = target_name(source.get_spec().specificationVersion)
+    after = target_name(spec.specificationVersion)
     quantized_count = sum(w.compressed for w in weights)
     log.info("int8 %s: %d weights quantized, kept FP16: %s", out.name, quantized_count, kept or "none")
     if skipped:  # above the threshold and still float: coremltools skipped it for a reason of its own

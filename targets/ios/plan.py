@@ -8,7 +8,7 @@ file is a resource of its one target, copied as is (``.copy("Resources")``):
 * ``Sources/<Module>/Resources/<model>/fp16.mlpackage`` (and ``int8-weights.mlpackage``): a Core ML ML
   Program converted by coremltools from the SavedModel the Android target's TFLite files also come
   from. Core ML predicts only on macOS: elsewhere that SavedModel is measured in its place, and the
-  package itself is checked as far as coremltools can without running it (:mod:`targets.ios.coreml`);
+  package itself is checked as far as coremltools can without running it (:mod:`targets.ios.coreml_check`);
 * Swift loaders, ``Package.swift`` and the EP options are generated from the manifest afterwards
   (:mod:`targets.ios.sources`).
 """

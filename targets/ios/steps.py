@@ -15,7 +15,7 @@ from packager.target import ArtifactRecord, ArtifactRecords
 from targets.ios.config import IosSpec
 
 if TYPE_CHECKING:
-    from targets.ios.coreml import Feature
+    from targets.ios.coreml_check import Feature
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def ort_step(table: IosSpec, variant: str, ctx: StepContext) -> dict[str, object
 def coreml_step(spec: ModelSpec, table: IosSpec, project: ProjectSpec, ctx: StepContext) -> dict[str, object]:
     """Inputs ``saved_model`` (the shared onnx2tf SavedModel) and ``model`` (the prepared FP32 .onnx) ->
     ``fp16.mlpackage`` and, when configured, ``int8-weights.mlpackage``; each checked on this host as far
-    as coremltools can without Core ML (:func:`targets.ios.coreml.inspect_mlpackage`: an ML Program,
+    as coremltools can without Core ML (:func:`targets.ios.coreml_check.inspect_mlpackage`: an ML Program,
     every weight FP16 or INT8, the ONNX model's inputs and outputs). The record's tensors carry the Core
     ML feature names; ``details.coreml.feature_names`` maps them to the ONNX names.
 
@@ -65,7 +65,8 @@ def coreml_step(spec: ModelSpec, table: IosSpec, project: ProjectSpec, ctx: Step
     """
     import onnx
 
-    from targets.ios.coreml import CoreMLMetadata, compress_int8, convert_mlpackage, inspect_mlpackage
+    from targets.ios.coreml import compress_int8, convert_mlpackage
+    from targets.ios.coreml_check import CoreMLMetadata, inspect_mlpackage
 
     model = onnx.load(str(ctx.inputs["model"]), load_external_data=False)
     initializers = {t.name for t in model.graph.initializer}
