@@ -179,6 +179,13 @@ def _failure(product: Product, failure: StepFailure) -> VariantFailure:
     )
 
 
+def _reported_tools(plan: Plan) -> tuple[str, ...]:
+    """:data:`REPORTED_TOOLS` plus every tool a planned step names (a target's converters: onnx2tf,
+    tensorflow, coremltools...), so the manifest lists every tool that made a shipped file."""
+    named = {tool for step in plan.steps for tool in step.tools}
+    return (*REPORTED_TOOLS, *sorted(named - set(REPORTED_TOOLS)))
+
+
 def assemble(
     config: Config, options: BuildOptions, plan: Plan, outcome: PlanOutcome, hasher: Hasher
 ) -> tuple[BuildResult, list[BundleFile]]:
@@ -190,7 +197,8 @@ def assemble(
     notes = [
         "Mixed precision tunes its float-node set on the calibration images, never on the evaluation data.",
         "Phones and Core ML prediction (macOS) are not part of this build: every number here is measured "
-        "on this host (onnxruntime on CPU, the LiteRT interpreter for .tflite).",
+        "on this host (onnxruntime on CPU, the LiteRT interpreter for .tflite); an artifact this host cannot "
+        "run is measured on the stand-in its validated_on names, or not at all.",
     ]
     for spec in config.models:
         m, names = spec.name, StepNames(spec.name)
@@ -282,7 +290,7 @@ def assemble(
         config_sha256=config.digest(),
         gates_enforced=options.enforce_gates,
         passed=passed,
-        tool_versions=tool_versions(REPORTED_TOOLS),
+        tool_versions=tool_versions(_reported_tools(plan)),
         host=host_facts(),
         models=models,
         notes=notes,

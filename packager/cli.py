@@ -262,6 +262,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             raise
 
     _print_summary(outcome.result)
+    _print_artifacts(outcome.result)
     ran = sum(1 for s in outcome.steps if not s.cached)
     console.print(
         f"\n{len(outcome.steps)} steps ({len(outcome.steps) - ran} cached, {ran} ran) in "
@@ -308,6 +309,28 @@ def _print_summary(result: BuildResult) -> None:
             style = "green" if verdict == "PASS" else "red" if verdict.startswith("FAIL") else ""
             table.add_row(*(Text(cell) for cell in row[:-1]), Text(verdict, style=style))
         console.print(table)
+
+
+def _print_artifacts(result: BuildResult) -> None:
+    """One line per platform artifact (its verdict, what it was measured on, why it is not shipped),
+    then the warnings its target recorded: they belong on the terminal, not only in the report."""
+    for model in result.models:
+        if model.artifacts:
+            console.print(f"\n[bold]platform artifacts[/] — {escape(model.name)}")
+        for artifact in model.artifacts:
+            verdict = (
+                "not validated"
+                if artifact.not_validated_reason and not artifact.modes
+                else ("PASS" if artifact.passed else "FAIL")
+            )
+            style = "green" if verdict == "PASS" else "red" if verdict == "FAIL" else "yellow"
+            extra = f" on {artifact.validated_on}" if artifact.validated_on else ""
+            if artifact.not_shipped_reason:
+                extra += f"; not shipped: {artifact.not_shipped_reason}"
+            console.print(f"  {escape(artifact.file)} [{style}]{verdict}[/]{escape(extra)}", soft_wrap=True)
+            warnings = artifact.details.get("warnings")
+            for warning in warnings if isinstance(warnings, list) else []:
+                console.print(f"  [yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)
 
 
 def _print_gate_table(result: BuildResult | None) -> None:

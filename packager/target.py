@@ -204,7 +204,10 @@ def parse_target_tables(tables: dict[str, Any], source: object) -> dict[str, Bas
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"])
                 where = f"[{name}].{loc}" if loc else f"[{name}]"  # a check across fields has no loc
-                problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+                message = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    message = f"unknown key (check spelling; the [{name}] keys are listed in README '{name}')"
+                problems.append(f"{where}: {message}")
     if problems:
         raise ConfigError(str(source), problems)
     return parsed

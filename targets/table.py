@@ -23,6 +23,17 @@ class PlatformTable(BaseModel):
             raise ValueError(f"{twice[0]!r} is listed twice")
         return v
 
+    @field_validator("ort_eps", check_fields=False)
+    @classmethod
+    def _cpu_last(cls, v: list[str]) -> list[str]:
+        # The CPU EP takes every node: a plan listed after it would never be tried.
+        if "cpu" in v and v.index("cpu") != len(v) - 1:
+            raise ValueError(
+                f"cpu runs every model, so {', '.join(v[v.index('cpu') + 1 :])} after it would never "
+                "be tried: list cpu last"
+            )
+        return v
+
     @model_validator(mode="after")
     def _optional_are_listed(self) -> PlatformTable:
         stray = [r for r in self.optional_runtimes if r not in self.runtimes]

@@ -75,9 +75,11 @@ def test_the_module_has_loaders_gradle_and_session_configs_listed_in_the_manifes
         ),
         (
             'package = "com.example"\ntflite_precison = ["fp32"]',
-            r"\[android\]\.tflite_precison: Extra inputs",
+            r"\[android\]\.tflite_precison: unknown key \(check spelling; the \[android\] keys are listed in "
+            r"README 'android'\)",
         ),
         ('package = "com.example"\noptional_runtimes = ["tflite"]\nruntimes = ["ort"]', r"not in runtimes"),
+        ('package = "com.example"\nort_eps = ["cpu", "xnnpack"]', r"xnnpack after it would never be tried"),
     ],
 )
 def test_a_bad_android_table_is_a_config_error_naming_the_field(

@@ -11,6 +11,7 @@ import model_factory
 import pytest
 
 from packager.build import BuildOptions
+from packager.cli import main
 from packager.config import load_config
 from packager.errors import ConfigError, VariantsFailed
 from packager.pipeline import BuildOutcome, build_project
@@ -67,7 +68,8 @@ def test_the_ort_files_are_validated_with_coreml_ep_coverage_and_options(ios_bui
 def test_on_linux_the_package_is_measured_on_its_saved_model_and_says_so(ios_build: BuildOutcome) -> None:
     package = _artifacts(ios_build)[f"{RESOURCES}/fp16.mlpackage"]["validation"]
     assert package["not_validated_reason"].startswith("Core ML prediction needs macOS")
-    assert package["validated_on"] == "the TF SavedModel it was converted from"
+    expected = "the FP32 TF SavedModel it was converted from (Core ML's FP16 compute not measured)"
+    assert package["validated_on"] == expected
     assert package["metrics"] and package["passed"]
     (embedding,) = package["metrics"]["default"]["outputs"]
     cosine = embedding["cosine"]["mean"]
@@ -84,6 +86,8 @@ def test_the_packages_are_ml_programs_with_the_weights_asked_for(ios_build: Buil
     assert set(fp16["validation"]["details"]["coreml"]["weight_dtypes"]) == {"float16"}
     assert "int8" in int8["validation"]["details"]["coreml"]["weight_dtypes"]
     assert int8["size_bytes"] < fp16["size_bytes"]
+    manifest = json.loads((ios_build.bundle / "manifest.json").read_text())
+    assert {"coremltools", "onnx2tf", "tensorflow"} <= set(manifest["tool_versions"])
     assert [o["name"] for o in fp16["outputs"]] == ["embedding"]
     assert fp16["inputs"][0]["shape"] == [1, 3, 32, 32]
 
@@ -103,8 +107,16 @@ def test_the_swift_package_is_generated_and_listed(ios_build: BuildOutcome) -> N
     [
         ('module = "face-id"', r"\[ios\]\.module: 'face-id' is not a Swift module name"),
         ('module = "class"', r"'class' is a Swift keyword"),
-        ('deployment_target = "iOS14"', r"ML Programs need iOS 15 or newer"),
-        ('runtimes = ["coreml"]\ncoreml_precison = ["fp16"]', r"\[ios\]\.coreml_precison: Extra inputs"),
+        ('module = "OnnxRuntimeBindings"', r"a system module or a type every generated package defines"),
+        ('module = "Backend"', r"a system module or a type every generated package defines"),
+        ('module = "_"', r"'_' is a Swift keyword"),
+        ('deployment_target = "iOS14"', r"'iOS14' is too old: Core ML ML Programs .* need iOS 15 or newer"),
+        (
+            'deployment_target = "ios15"',
+            r"'ios15' is not a deployment target packager knows: use one of iOS15",
+        ),
+        ('runtimes = ["coreml"]\ncoreml_precison = ["fp16"]', r"\[ios\]\.coreml_precison: unknown key"),
+        ('ort_eps = ["cpu", "coreml"]', r"\[ios\]\.ort_eps: cpu runs every model, so coreml after it"),
         ('coreml_precisions = ["fp16", "int8-weights"]', r"int8-weights\" needs iOS 16"),
         ('ort_eps = ["nnapi"]', r"\[ios\]\.ort_eps\.0: Input should be 'coreml' or 'cpu'"),
     ],
@@ -122,14 +134,19 @@ def test_an_ort_variant_the_model_does_not_build_is_a_config_error(tiny_project)
         make_plan(load_config(config), BuildOptions())
 
 
-def test_a_qdq_ort_variant_for_the_coreml_ep_is_warned_about_with_its_coverage(
-    tmp_path, tiny_project_in
+def test_a_qdq_ort_variant_for_the_coreml_ep_is_warned_about_on_the_terminal(
+    tmp_path, tiny_project_in, capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = '\n[ios]\nmodule = "Tiny"\nruntimes = ["ort"]\nort_variant = "int8-qdq"\n'
-    outcome = build_project(load_config(tiny_project_in(tmp_path, '["int8-qdq"]', table)), BuildOptions())
-    ort = _artifacts(outcome)[f"{RESOURCES}/int8-qdq.ort"]["validation"]["details"]
-    (warning,) = ort["warnings"]
-    assert "int8-qdq.ort on the CoreML EP (MLProgram):" in warning and "partitions" in warning
+    config = tiny_project_in(tmp_path, '["int8-qdq"]', table)
+    assert main(["build", str(config)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "warning: int8-qdq.ort on the CoreML EP (MLProgram):" in printed and "partitions" in printed
+    manifest = json.loads((config.parent / "dist" / "tiny-0.1.0" / "manifest.json").read_text())
+    ort = next(a for a in manifest["artifacts"] if a["path"] == f"{RESOURCES}/int8-qdq.ort")
+    assert any("QDQ INT8 barely runs on Core ML" in w for w in ort["validation"]["details"]["warnings"])
+    assert "coremltools" not in manifest["tool_versions"]  # no Core ML step planned
+    assert {"onnxruntime", "packager"} <= set(manifest["tool_versions"])
 
 
 @pytest.fixture

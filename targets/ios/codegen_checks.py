@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from targets.ios.config import SWIFT_RESERVED
+from targets.ios.config import SHARED_TYPES, SWIFT_RESERVED
 from targets.loaders import (
     layout_problem,
     model_name_problems,
@@ -38,10 +38,6 @@ SWIFT_KEYWORDS = SWIFT_RESERVED | {"Type", "Protocol", "_"}
 """Swift's reserved words (with the system modules :data:`targets.ios.config.SWIFT_RESERVED` adds), and
 ``Type`` and ``Protocol``, reserved after a dot."""
 _IMPORTED = frozenset({"Swift", "Foundation", "CoreML", "CoreGraphics", "CoreVideo", ORT_MODULE})
-SHARED_TYPES = (
-    "Backend", "BundledFile", "ModelError", "PixelImage", "ImageOps", "Tensors", "ModelResources",
-    "OrtSupport", "CoreMLSupport", "BGRImage",
-)  # fmt: skip
 
 
 def _version(text: str) -> tuple[int, ...] | None:

@@ -18,6 +18,12 @@ DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 """``coremltools.target`` values an ML Program can have: the format exists from iOS 15 (coremltools'
 "Convert models to ML Programs" guide; ``convert_to="mlprogram"`` refuses older targets)."""
 
+SHARED_TYPES = (
+    "Backend", "BundledFile", "ModelError", "PixelImage", "ImageOps", "Tensors", "ModelResources",
+    "OrtSupport", "CoreMLSupport", "BGRImage",
+)  # fmt: skip
+"""Types every generated Swift package defines: a module named like one makes ``Module.Type`` ambiguous in
+the app, so :data:`SWIFT_RESERVED` refuses them as module names."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Swift keywords (The Swift Programming Language, "Lexical Structure"): a module named like one does not
 # compile as `import <name>`. Common standard-library and SDK names are refused too, since a module
@@ -29,10 +35,13 @@ SWIFT_RESERVED = frozenset(
         "rethrows", "static", "struct", "subscript", "typealias", "var", "break", "case", "catch",
         "continue", "default", "defer", "do", "else", "fallthrough", "for", "guard", "if", "in", "repeat",
         "return", "throw", "switch", "where", "while", "Any", "as", "await", "false", "is", "nil", "self",
-        "Self", "super", "throws", "true", "try", "Swift", "Foundation", "CoreML", "CoreVideo",
-        "CoreGraphics", "UIKit", "onnxruntime_objc",
+        "Self", "super", "throws", "true", "try", "_", "Type", "Protocol",
+        # system and runtime modules an app imports beside the package
+        "Swift", "Foundation", "CoreML", "CoreVideo", "CoreGraphics", "UIKit", "SwiftUI", "Combine",
+        "Accelerate", "Darwin", "Dispatch", "ObjectiveC", "Vision", "Metal", "AVFoundation", "XCTest",
+        "os", "OnnxRuntimeBindings", "onnxruntime_objc",
     }
-)  # fmt: skip
+) | set(SHARED_TYPES)  # fmt: skip
 
 
 class IosSpec(PlatformTable):
@@ -88,18 +97,26 @@ class IosSpec(PlatformTable):
                 "(such as FaceID)"
             )
         if v in SWIFT_RESERVED:
-            raise ValueError(f"{v!r} is a Swift keyword or a system module's name: rename the module")
+            raise ValueError(
+                f"{v!r} is a Swift keyword, a system module or a type every generated package defines: "
+                "rename the module"
+            )
         return v
 
     @field_validator("deployment_target")
     @classmethod
     def _deployment_target(cls, v: str) -> str:
-        if v not in DEPLOYMENT_TARGETS:
+        if v in DEPLOYMENT_TARGETS:
+            return v
+        older = re.fullmatch(r"iOS(\d+)", v)
+        if older and int(older.group(1)) < 15:
             raise ValueError(
-                f"{v!r} cannot hold an ML Program: Core ML ML Programs need iOS 15 or newer; use one of "
-                f"{', '.join(DEPLOYMENT_TARGETS)}"
+                f"{v!r} is too old: Core ML ML Programs and the generated Swift package need iOS 15 or "
+                f"newer; use one of {', '.join(DEPLOYMENT_TARGETS)}"
             )
-        return v
+        raise ValueError(
+            f"{v!r} is not a deployment target packager knows: use one of {', '.join(DEPLOYMENT_TARGETS)}"
+        )
 
     @model_validator(mode="after")
     def _int8_weights_need_ios16(self) -> IosSpec:

@@ -16,6 +16,7 @@ from targets.ios.config import IosSpec
 
 if TYPE_CHECKING:
     from targets.ios.coreml_check import Feature
+    from targets.ort_mobile.ep_config import EpCoverage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def ort_step(table: IosSpec, variant: str, ctx: StepContext) -> dict[str, object
     config = ep_config(table.ort_eps, table.threads, style, coreml=coreml, source="[ios] ort_eps")
     details = ort_details(found, IOS_SWIFT_PACKAGE, IOS_EPS)
     details["session_config"] = config.model_dump(mode="json")
+    warnings = _format_warnings(found.coverage, table.coreml_model_format)
     if "int8" in registry.precision_of(variant):
         chosen = f"CoreML {table.coreml_model_format}"
         part = next(c.as_is for c in found.coverage if c.ep == chosen)
@@ -47,10 +49,29 @@ def ort_step(table: IosSpec, variant: str, ctx: StepContext) -> dict[str, object
             f"{part.nodes} nodes in {part.partitions} partitions; QDQ INT8 barely runs on Core ML, the rest "
             'falls back to the CPU: ship fp16 for the CoreML EP ([ios].ort_variant = "auto")'
         )
+        warnings.insert(0, warning)
+    for warning in warnings:
         log.warning("%s", warning)
-        details["warnings"] = [warning]
+    if warnings:
+        details["warnings"] = warnings
     record = ArtifactRecord(details=details, rejected=found.rejected)
     return ArtifactRecords(artifacts={f"{variant}.ort": record}).model_dump(mode="json")
+
+
+def _format_warnings(coverage: list[EpCoverage], chosen: str) -> list[str]:
+    """A warning when the CoreML EP format the loader asks for splits the model and the other format
+    would not (ORT 1.23's MLProgram lacks BatchNormalization and Flatten, which NeuralNetwork takes)."""
+    by_format = {c.ep.removeprefix("CoreML "): c.as_is for c in coverage if c.ep in IOS_EPS}
+    other = "NeuralNetwork" if chosen == "MLProgram" else "MLProgram"
+    mine, theirs = by_format.get(chosen), by_format.get(other)
+    if mine is None or theirs is None or mine.partitions <= 1 or theirs.partitions >= mine.partitions:
+        return []
+    missing = ", ".join(op.split(":")[-1] for op in mine.unsupported_ops) or "none listed"
+    return [
+        f"the CoreML EP in {chosen} format takes {mine.supported_nodes} of {mine.nodes} nodes in "
+        f"{mine.partitions} partitions (not: {missing}); {other} would take {theirs.supported_nodes} in "
+        f'{theirs.partitions}: consider [ios].coreml_model_format = "{other}" and compare on a device'
+    ]
 
 
 def coreml_step(spec: ModelSpec, table: IosSpec, project: ProjectSpec, ctx: StepContext) -> dict[str, object]:
