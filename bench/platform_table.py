@@ -19,7 +19,7 @@ from packager.steps import Step, StepFailure, StepResult
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "faceid" / "packager.toml"
 HEADER = (
-    f"{'artifact':<24}{'runtime':<12}{'MB':>8}{'ratio':>7}{'mean cos':>10}{'min cos':>9}"
+    f"{'artifact':<30}{'runtime':<12}{'MB':>8}{'ratio':>7}{'mean cos':>10}{'min cos':>9}"
     f"{'AUC drop':>9}{'flips':>7}{'p50 ms':>8}  gate"
 )
 
@@ -64,7 +64,7 @@ def artifact_row(model: ModelResult, artifact: VariantResult) -> str:
     short = "/".join(artifact.file.rsplit("/", 2)[-2:])
     mode = artifact.modes.get(artifact.gate_mode)
     if mode is None:
-        return f"{short:<24}{artifact.runtime:<12}{artifact.size_bytes / 1e6:>8.2f}  not validated"
+        return f"{short:<30}{artifact.runtime:<12}{artifact.size_bytes / 1e6:>8.2f}  not validated"
     fp32 = model.reference.modes["default"].output(name)
     out = mode.output(name)
     auc = (
@@ -79,7 +79,7 @@ def artifact_row(model: ModelResult, artifact: VariantResult) -> str:
     if artifact.validated_on is not None:
         notes += f"  (measured on {artifact.validated_on})"
     return (
-        f"{short:<24}{artifact.runtime:<12}{artifact.size_bytes / 1e6:>8.2f}{artifact.size_ratio:>7.3f}"
+        f"{short:<30}{artifact.runtime:<12}{artifact.size_bytes / 1e6:>8.2f}{artifact.size_ratio:>7.3f}"
         f"{out.cosine.mean:>10.5f}{out.cosine.min:>9.5f}{auc}{flips}{p50}"
         f"  {'pass' if artifact.passed else 'FAIL'}{notes}"
     )
