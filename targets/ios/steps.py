@@ -40,8 +40,10 @@ def ort_step(table: IosSpec, variant: str, ctx: StepContext) -> dict[str, object
     config = ep_config(table.ort_eps, table.threads, style, coreml=coreml, source="[ios] ort_eps")
     details = ort_details(found, IOS_SWIFT_PACKAGE, IOS_EPS)
     details["session_config"] = config.model_dump(mode="json")
-    warnings = _format_warnings(found.coverage, table.coreml_model_format)
-    if "int8" in registry.precision_of(variant):
+    # Without the CoreML EP in the loader's plans, its coverage is a fact, not a warning.
+    uses_coreml = "coreml" in table.ort_eps
+    warnings = _format_warnings(found.coverage, table.coreml_model_format) if uses_coreml else []
+    if uses_coreml and "int8" in registry.precision_of(variant):
         chosen = f"CoreML {table.coreml_model_format}"
         part = next(c.as_is for c in found.coverage if c.ep == chosen)
         warning = (
