@@ -9,18 +9,15 @@ is how a number is tied to the exact file that shipped.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from device_bench.errors import BundleError
 from device_bench.results import ArtifactRef, BundleRef
-from packager.manifest import SCHEMA_VERSION, Manifest
+from packager.manifest import Manifest, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -95,33 +92,7 @@ def select_artifacts(path: Path, formats: Collection[str]) -> Selection:
 
 def read_manifest(manifest: Path) -> Manifest:
     """The bundle's manifest.json as packager wrote it, or a BundleError saying why not and how to fix it."""
-    rebuild = "rebuild the bundle with packager (`packager build`)"
-    try:
-        text = manifest.read_text()
-        data = json.loads(text)
-    except OSError as exc:
-        raise BundleError(str(manifest), f"unreadable manifest ({exc.strerror})", rebuild) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(str(manifest), f"manifest is not JSON ({exc})", rebuild) from None
-    found = data.get("schema_version") if isinstance(data, dict) else None
-    if found != SCHEMA_VERSION:
-        newer = isinstance(found, int) and found > SCHEMA_VERSION
-        raise BundleError(
-            str(manifest),
-            f"manifest schema_version {found!r} found, {SCHEMA_VERSION} expected",
-            "use a device-bench as new as the packager that built it" if newer else rebuild,
-        )
-    try:
-        return Manifest.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise BundleError(
-            str(manifest),
-            f"manifest does not match schema_version {SCHEMA_VERSION} at {where}: {first['msg']} "
-            f"({exc.error_count()} errors)",
-            rebuild,
-        ) from None
+    return load_manifest(manifest, BundleError, "use a device-bench as new as the packager that built it")
 
 
 def _from_manifest(manifest: Path, path: Path, formats: Collection[str]) -> Selection:

@@ -167,6 +167,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("bundle", type=Path, help="a bundle folder, e.g. dist/faceid-1.4.0")
 
+    verify = sub.add_parser(
+        "verify",
+        help="recompute every checksum of a bundle against its manifest.json (exit 1 on any mismatch)",
+        description=(
+            "Hash every artifact, source and archive manifest.json lists (a folder such as an .mlpackage by "
+            "its files), recompute the manifest's content_sha256, and report missing, changed and unlisted "
+            "files. Exit 0 when the bundle matches, 1 otherwise."
+        ),
+    )
+    verify.add_argument("bundle", type=Path, help="a bundle folder, e.g. dist/faceid-1.4.0")
+
     sub.add_parser(
         "bench",
         help="benchmark a bundle on phones over adb or on this host (same as `device-bench`)",
@@ -187,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of a file packager writes (for CI): manifest",
-        description="Print the JSON Schema of manifest.json (schema_version 3), to validate bundles in CI.",
+        description="Print the JSON Schema of manifest.json, to validate bundles in CI.",
     )
     schema.add_argument("document", choices=["manifest"], help="which file's schema")
     for command in sub.choices.values():
@@ -484,6 +495,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from packager.verify import verify_bundle
+
+    verification = verify_bundle(args.bundle)
+    for problem in verification.problems:
+        err_console.print(f"[red]mismatch:[/] {escape(problem)}", soft_wrap=True)
+    if verification.problems:
+        err_console.print(
+            f"{args.bundle}: {len(verification.problems)} problem(s) against its manifest; rebuild or "
+            "re-copy the bundle"
+        )
+        return EXIT_ERROR
+    console.print(
+        f"{args.bundle}: {verification.checked} files and folders match manifest.json, nothing extra"
+    )
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     import json
 
@@ -500,6 +529,7 @@ COMMANDS = {
     "graph": _cmd_graph,
     "clean": _cmd_clean,
     "report": _cmd_report,
+    "verify": _cmd_verify,
     "schema": _cmd_schema,
 }
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from packager.results import (
     EvaluationFacts,
@@ -248,3 +250,42 @@ class Manifest(ManifestContent):
     def to_json(self) -> str:
         """What manifest.json holds: sorted keys, one-space indent, a final newline (deterministic)."""
         return json.dumps(json.loads(self.model_dump_json()), indent=1, sort_keys=True) + "\n"
+
+
+def load_manifest(
+    path: Path,
+    error: Callable[[str, str, str], Exception],
+    newer_fix: str = "use a packager as new as the one that built the bundle",
+) -> Manifest:
+    """``path`` (a bundle's manifest.json) as the typed :class:`Manifest`.
+
+    Raises ``error(path, problem, fix)`` when it is unreadable, not JSON, of another ``schema_version``
+    (``newer_fix`` for a newer one, else: rebuild) or does not validate (the first field named).
+    """
+    rebuild = "rebuild the bundle with packager (`packager build`)"
+    try:
+        text = path.read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise error(str(path), f"unreadable manifest ({exc.strerror})", rebuild) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(str(path), f"manifest is not JSON ({exc})", rebuild) from None
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    if found != SCHEMA_VERSION:
+        newer = isinstance(found, int) and found > SCHEMA_VERSION
+        raise error(
+            str(path),
+            f"manifest schema_version {found!r} found, {SCHEMA_VERSION} expected",
+            newer_fix if newer else rebuild,
+        )
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise error(
+            str(path),
+            f"manifest does not match schema_version {SCHEMA_VERSION} at {where}: {first['msg']} "
+            f"({exc.error_count()} errors)",
+            rebuild,
+        ) from None
