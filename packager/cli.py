@@ -325,20 +325,17 @@ def _print_summary(result: BuildResult) -> None:
 def _print_artifacts(result: BuildResult) -> None:
     """One line per platform artifact (its verdict, what it was measured on, why it is not shipped),
     then the warnings its target recorded: they belong on the terminal, not only in the report."""
+    from packager.report.platforms import NOT_VALIDATED, artifact_verdict
+
     for model in result.models:
         if model.artifacts:
             console.print(f"\n[bold]platform artifacts[/] — {escape(model.name)}")
         for artifact in model.artifacts:
-            verdict = (
-                "not validated"
-                if artifact.not_validated_reason and not artifact.modes
-                else ("PASS" if artifact.passed else "FAIL")
-            )
-            style = "green" if verdict == "PASS" else "red" if verdict == "FAIL" else "yellow"
-            extra = f" on {artifact.validated_on}" if artifact.validated_on else ""
+            verdict = artifact_verdict(artifact)
+            style = "yellow" if verdict == NOT_VALIDATED else "green" if artifact.passed else "red"
             if artifact.not_shipped_reason:
-                extra += f"; not shipped: {artifact.not_shipped_reason}"
-            console.print(f"  {escape(artifact.file)} [{style}]{verdict}[/]{escape(extra)}", soft_wrap=True)
+                verdict += f"; not shipped: {artifact.not_shipped_reason}"
+            console.print(f"  {escape(artifact.file)} [{style}]{escape(verdict)}[/]", soft_wrap=True)
             warnings = artifact.details.get("warnings")
             for warning in warnings if isinstance(warnings, list) else []:
                 console.print(f"  [yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)

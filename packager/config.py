@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -297,6 +298,11 @@ class ModelSpec(_Strict):
     @property
     def declared_outputs(self) -> list[OutputSpec]:
         return list(self.outputs) if self.outputs else ([self.output] if self.output else [])
+
+    def declared_by_name(self, outputs: Sequence[str]) -> dict[str, OutputSpec]:
+        """The declared outputs by the model output each stands for; ``outputs`` are the model's output
+        names in order (an unnamed declaration is the first output's)."""
+        return {(d.name or outputs[0]): d for d in self.declared_outputs}
 
     @property
     def primary_output(self) -> str | None:

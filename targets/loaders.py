@@ -159,7 +159,7 @@ def class_prefix(model_name: str) -> str:
 def output_infos(spec: ModelSpec, outputs: Sequence[IOInfo]) -> tuple[OutputInfo, ...]:
     """Every ONNX output (the manifest model's ``outputs``, in order) with the kind and normalisation the
     config declares for it (``generic``, no normalisation when undeclared)."""
-    declared = {(o.name or outputs[0].name): o for o in spec.declared_outputs}
+    declared = spec.declared_by_name([o.name for o in outputs])
     return tuple(
         OutputInfo(
             name=io.name,

@@ -40,6 +40,16 @@ class PlatformTable:
     table: Table
 
 
+def artifact_verdict(artifact: VariantResult) -> str:
+    """PASS/FAIL, ``not validated`` when this host could not run it, or the verdict ``on <stand-in>``
+    when a stand-in was measured in its place (report and terminal say it the same way)."""
+    if artifact.not_validated_reason is None:
+        return fmt.verdict(artifact.passed)
+    if artifact.validated_on is None:
+        return NOT_VALIDATED
+    return f"{fmt.verdict(artifact.passed)} on {artifact.validated_on}"
+
+
 def _row(artifact: VariantResult) -> list[str]:
     worst = worst_gate(artifact.gates)
     if artifact.not_validated_reason is not None and artifact.validated_on is None:
@@ -51,9 +61,7 @@ def _row(artifact: VariantResult) -> list[str]:
         gate = ["(no gates)", "", "", "", ""]
     # A stand-in's latency is not the artifact's (a TF SavedModel on the host is not Core ML on a phone).
     speed = artifact.modes.get(SPEED_MODE) if artifact.validated_on is None else None
-    result = fmt.verdict(artifact.passed)
-    if artifact.not_validated_reason is not None:
-        result = NOT_VALIDATED if artifact.validated_on is None else f"{result} on {artifact.validated_on}"
+    result = artifact_verdict(artifact)
     if artifact.not_shipped_reason is not None:
         result = f"{result}, not shipped: {artifact.not_shipped_reason}"
     return [

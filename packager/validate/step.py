@@ -30,7 +30,7 @@ class ValidationMeta(BaseModel):
 
 def output_plans(spec: ModelSpec, outputs: list[str]) -> list[OutputPlan]:
     """How each output of the model is compared: declared ones by their spec, others as generic."""
-    declared = {(d.name or outputs[0]): d for d in spec.declared_outputs}
+    declared = spec.declared_by_name(outputs)
     plans = []
     for name in outputs:
         d = declared.get(name)

@@ -10,7 +10,6 @@ which a reduced ORT build takes (``build.py --include_ops_by_config``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from packager.config import ModelSpec
@@ -33,6 +32,7 @@ from targets.android.plan import PLATFORM, module_name
 from targets.loaders import output_infos
 from targets.ort_mobile.ep_config import EpConfig
 from targets.ort_mobile.ort_format import ANDROID_RUNTIME
+from targets.ort_mobile.session_files import write_session_configs
 
 
 def _asset(artifact: ManifestArtifact, module: str) -> str:
@@ -130,13 +130,9 @@ def generate(context: SourceContext) -> list[Path]:
     module_root = context.root / PLATFORM
     written = render_module(description, module_root)
     ort_artifacts = [a for a in context.manifest.artifacts if a.platform == PLATFORM and a.format == "ort"]
-    for artifact in ort_artifacts:
-        name = _asset(artifact, description.module).replace("/", ".")
-        config = module_root / description.module / "ort" / f"{name}.session.json"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        session = artifact.validation.details["session_config"]
-        config.write_text(json.dumps(session, indent=1, sort_keys=True) + "\n")
-        written.append(config)
+    written += write_session_configs(
+        ((_asset(a, description.module), a) for a in ort_artifacts), module_root / description.module / "ort"
+    )
     if ort_artifacts:
         written.append(_required_operators(ort_artifacts, module_root / description.module))
     return written

@@ -11,7 +11,6 @@ generated loaders use (``ModelFormat``, ``MLComputeUnits``, ``RequireStaticInput
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from packager.config import ModelSpec
@@ -30,6 +29,7 @@ from targets.ios.config import IosSpec, module_name
 from targets.ios.plan import PLATFORM
 from targets.loaders import Preprocessing, output_infos
 from targets.ort_mobile.ep_config import EpConfig
+from targets.ort_mobile.session_files import write_session_configs
 
 COREML_PREFERENCE = ("int8-weights.mlpackage", "fp16.mlpackage")
 """The Core ML file tried first: the smaller one when both ship (same FP16 compute, INT8 weights)."""
@@ -131,13 +131,8 @@ def generate(context: SourceContext) -> list[Path]:
     description = ios_package(context)
     root = context.root / PLATFORM
     written = render_package(description, root)
-    for artifact in context.manifest.artifacts:
-        if artifact.platform != PLATFORM or artifact.format != "ort":
-            continue
-        name = _resource(artifact, description.module).replace("/", ".")
-        config = root / description.module / "ort" / f"{name}.session.json"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        session = artifact.validation.details["session_config"]
-        config.write_text(json.dumps(session, indent=1, sort_keys=True) + "\n")
-        written.append(config)
+    orts = [a for a in context.manifest.artifacts if a.platform == PLATFORM and a.format == "ort"]
+    written += write_session_configs(
+        ((_resource(a, description.module), a) for a in orts), root / description.module / "ort"
+    )
     return written

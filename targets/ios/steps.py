@@ -88,14 +88,18 @@ def coreml_step(spec: ModelSpec, table: IosSpec, project: ProjectSpec, ctx: Step
     """
     import onnx
 
+    from packager.graph import graph_inputs, io_info
     from targets.ios.coreml import compress_int8, convert_mlpackage
     from targets.ios.coreml_check import CoreMLMetadata, inspect_mlpackage
 
     model = onnx.load(str(ctx.inputs["model"]), load_external_data=False)
-    initializers = {t.name for t in model.graph.initializer}
-    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
-    shapes = {v.name: _dims(v) for v in [*graph_inputs, *model.graph.output]}
-    input_name = graph_inputs[0].name
+    inputs = graph_inputs(model)
+    # A dim without a value (none in a prepared model's input) counts as 1, the batch Core ML gets.
+    shapes = {
+        io.name: [d if isinstance(d, int) else 1 for d in io.shape]
+        for io in map(io_info, [*inputs, *model.graph.output])
+    }
+    input_name = inputs[0].name
     outputs = [o.name for o in model.graph.output]
     metadata = CoreMLMetadata(
         author=table.author or project.name,
@@ -167,13 +171,8 @@ def coreml_step(spec: ModelSpec, table: IosSpec, project: ProjectSpec, ctx: Step
     return ArtifactRecords(artifacts=records).model_dump(mode="json")
 
 
-def _dims(value: object) -> list[int]:
-    dims = value.type.tensor_type.shape.dim  # type: ignore[attr-defined]
-    return [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
-
-
 def _kind(spec: ModelSpec, outputs: list[str], name: str) -> str:
-    declared = {(o.name or outputs[0]): o for o in spec.declared_outputs}
+    declared = spec.declared_by_name(outputs)
     found = declared.get(name)
     return f"{found.kind}, normalize {found.normalize}" if found is not None else "generic"
 
