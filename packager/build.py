@@ -279,12 +279,16 @@ def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) 
     runner for its format decides which accuracy modes exist (``packager.validate.runners``). An
     artifact this host cannot run is measured on its ``proxy`` when it has one."""
     names = StepNames(spec.name)
-    measured = product.proxy if product.not_validated_reason is not None and product.proxy else product.source
+    name, measured = f"validate[{product.name}]", product.source
     label = f"{product.platform} {product.format} artifact of {spec.name}:{product.variant}"
-    if measured is not product.source:
-        label += f" (on {product.proxy_label or measured.file})"
+    if product.not_validated_reason is not None and product.proxy is not None:
+        # Named after the stand-in, not the product: artifacts made from one stand-in (an FP16 and an
+        # INT8-weights .mlpackage of one SavedModel) share one measurement (plan.py plans it once).
+        measured = product.proxy
+        name = f"validate[{product.platform}:{spec.name}:{measured.file}]"
+        label = f"{product.platform} {product.format} artifacts of {spec.name} (on their {measured.file})"
     return Step(
-        f"validate[{product.name}]",
+        name,
         "validate",
         run=lambda ctx: validate_step(
             _job(config, spec, VARIANT_MODES, label),

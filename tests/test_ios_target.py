@@ -186,3 +186,12 @@ def test_the_bundle_s_swift_typechecks_against_the_sdk_stubs(ios_build: BuildOut
     sources = sorted((ios_build.bundle / "ios" / "Tiny" / "Sources").rglob("*.swift"))
     done = toolchain().typecheck([*sources, bundle_accessor(tmp_path)])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_packages_made_from_one_saved_model_share_one_measurement(tiny_project) -> None:
+    table = 'module = "Tiny"\ncoreml_precisions = ["fp16", "int8-weights"]\ndeployment_target = "iOS16"'
+    planned = make_plan(load_config(_ios(tiny_project(variants='["fp16"]'), table)), BuildOptions())
+    packages = [p for p in planned.products if p.format == "mlpackage"]
+    assert len(packages) == 2
+    if sys.platform != "darwin":  # on macOS Core ML measures each package itself
+        assert {planned.validations[p.name] for p in packages} == {"validate[ios:embedder:saved_model]"}
