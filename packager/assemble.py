@@ -8,6 +8,7 @@ from pathlib import Path
 
 from packager import preprocess
 from packager.build import BASELINE, GATE_MODE, BuildOptions, PlanOutcome, StepNames
+from packager.cache import Hasher
 from packager.config import Config, ModelSpec
 from packager.datasets import CalibrationDataMeta, EvaluationMeta
 from packager.plan import Plan
@@ -22,7 +23,7 @@ from packager.results import (
     VariantResult,
 )
 from packager.source import source_sha256
-from packager.steps import Hasher, StepFailure, StepResult, tool_versions
+from packager.steps import StepFailure, StepResult, tool_versions
 from packager.target import ArtifactRecord, ArtifactRecords, Product
 from packager.validate.gates import OutputGatePlan, evaluate_gates, evaluate_task_gates, plan_gates
 from packager.validate.metrics import artifact_size

@@ -11,6 +11,7 @@ from pathlib import Path
 from packager.assemble import assemble
 from packager.build import BuildOptions, run_plan
 from packager.bundle import SourceGenerator, bundle_name, ensure_writable, write_bundle, write_results
+from packager.cache import Cache
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
 from packager.manifest import ManifestContent
@@ -18,7 +19,7 @@ from packager.plan import make_plan
 from packager.report import write_report
 from packager.report.tables import failure_messages
 from packager.results import BuildResult
-from packager.steps import Cache, Step, StepFailure, StepResult, StepRunner
+from packager.steps import Step, StepFailure, StepResult, StepRunner
 from packager.target import SourceContext, installed_targets
 
 log = logging.getLogger(__name__)

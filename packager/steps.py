@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from packager.errors import DataError, PackagerError, StepError
+from packager.cache import Cache, Hasher
+from packager.errors import PackagerError, StepError
 
 log = logging.getLogger(__name__)
 
@@ -134,99 +134,11 @@ def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-class Hasher:
-    """sha256 of files and folders, memoized by (path, size, mtime) for the life of one build."""
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[str, int, int], str] = {}
-
-    def file(self, path: Path) -> str:
-        st = path.stat()
-        memo_key = (str(path), st.st_size, st.st_mtime_ns)
-        if memo_key not in self._memo:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            self._memo[memo_key] = digest.hexdigest()
-        return self._memo[memo_key]
-
-    def path(self, path: Path) -> str:
-        if path.is_dir():
-            listing = {str(p.relative_to(path)): self.file(p) for p in sorted(path.rglob("*")) if p.is_file()}
-            return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
-        if not path.exists():
-            raise DataError(
-                path,
-                "input file not found (it existed when the build was planned)",
-                "restore the file, or fix the paths in packager.toml, and build again",
-            )
-        return self.file(path)
-
-
 def step_key(
     name: str, input_hashes: dict[str, str], params: dict[str, object], tools: dict[str, str]
 ) -> str:
     payload = {"format": CACHE_FORMAT, "step": name, "inputs": input_hashes, "params": params, "tools": tools}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-class Cache:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def entry(self, key: str) -> Path:
-        return self.root / "steps" / key[:2] / key
-
-    def load(self, key: str, hasher: Hasher) -> dict[str, object] | None:
-        entry = self.entry(key)
-        record = entry / "entry.json"
-        if not record.exists():
-            return None
-        try:
-            data = json.loads(record.read_text())
-            for rel, digest in data["outputs"].items():
-                if hasher.file(entry / "out" / rel) != digest:
-                    raise ValueError(f"{rel} changed")
-            return data["meta"]
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
-            shutil.rmtree(entry, ignore_errors=True)
-            return None
-
-    def store(self, key: str, tmp_out: Path, meta: dict[str, object], hasher: Hasher) -> Path:
-        entry = self.entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        outputs = {
-            str(p.relative_to(tmp_out)): hasher.file(p) for p in sorted(tmp_out.rglob("*")) if p.is_file()
-        }
-        staging = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
-        tmp_out.rename(staging / "out")
-        (staging / "entry.json").write_text(
-            json.dumps({"outputs": outputs, "meta": meta}, sort_keys=True, indent=1)
-        )
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.replace(staging, entry)
-        return entry / "out"
-
-    def last_run(self, name: str) -> dict[str, object] | None:
-        path = self.root / "last" / f"{_safe(name)}.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def remember(self, name: str, payload: dict[str, object]) -> None:
-        path = self.root / "last" / f"{_safe(name)}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, sort_keys=True, default=str))
-        os.replace(tmp, path)
 
 
 def why_rerun(previous: dict[str, object] | None, current: dict[str, object]) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from packager.cache import Hasher
 from packager.errors import DataError
 from packager.manifest import load_manifest
-from packager.steps import Hasher
 
 UNLISTED_FILES = ("manifest.json", "results.json", "report.md", "report.html")
 """Files at the bundle's root that describe it and so cannot be listed in it."""

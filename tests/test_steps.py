@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from packager.cache import Cache
 from packager.errors import StepError
-from packager.steps import Cache, Step, StepContext, StepOutput, StepRunner, step_key
+from packager.steps import Step, StepContext, StepOutput, StepRunner, step_key
 
 
 def test_step_key_is_pinned() -> None:
