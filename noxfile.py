@@ -1,5 +1,5 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s recipes``,
-``nox -s android``, ``nox -s ios``, ``nox -s swift``."""
+``nox -s android``, ``nox -s ios``, ``nox -s swift``, ``nox -s build_system``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def ios(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "examples/faceid/prepare_data.py")
     session.run("python", "bench/ios.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def build_system(session: nox.Session) -> None:
+    """The build system on the example, through the CLI: cold build at --jobs 1 vs --jobs 2, overhead
+    over the steps' own work, no-op and iOS-only rebuilds, publish; ``-- --raw`` adds the same tools
+    run directly (bench/raw_tools.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "examples/faceid/prepare_data.py")
+    session.run("python", "bench/build_system.py", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -14,6 +14,7 @@ from packager.build import BuildOptions
 from packager.config import load_config
 from packager.pipeline import BuildOutcome, build_project
 from packager.results import ModelResult, VariantResult
+from packager.scheduler import Observer
 from packager.steps import Step, StepFailure, StepResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def cold_build(
     config = load_config(config_path)
     timings: dict[str, float] = {}
 
-    def on_step(step: Step, outcome: StepResult | StepFailure) -> None:
+    def finished(step: Step, outcome: StepResult | StepFailure) -> None:
         if isinstance(outcome, StepResult):
             timings[step.name] = outcome.seconds
 
@@ -52,7 +53,9 @@ def cold_build(
         build = config.build.model_copy(update={"cache": Path(tmp) / "cache", "out": Path(tmp) / "dist"})
         config = config.model_copy(update={"build": build})
         start = time.perf_counter()
-        outcome = build_project(config, BuildOptions(enforce_gates=False), on_step=on_step)
+        outcome = build_project(
+            config, BuildOptions(enforce_gates=False), observer=Observer(finished=finished)
+        )
         seconds = time.perf_counter() - start
         extra = after(outcome) if after is not None else None
     return ColdBuild(outcome, seconds, timings), extra

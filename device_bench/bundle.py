@@ -8,7 +8,6 @@ is how a number is tied to the exact file that shipped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from device_bench.errors import BundleError
 from device_bench.results import ArtifactRef, BundleRef
+from packager.hashing import sha256_file
 from packager.manifest import Manifest, load_manifest
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ def input_range(preprocessing: dict[str, Any]) -> tuple[float, float] | None:
 class Selection:
     bundle: BundleRef
     artifacts: list[Artifact]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_manifest(path: Path) -> Path | None:

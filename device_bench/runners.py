@@ -24,7 +24,7 @@ from pathlib import Path
 
 from device_bench import device_info
 from device_bench.adb import Adb, AdbDevice, ShellResult
-from device_bench.bundle import Artifact, Selection, sha256_file
+from device_bench.bundle import Artifact, Selection
 from device_bench.errors import (
     AdbCommandError,
     AdbTimeoutError,
@@ -47,6 +47,7 @@ from device_bench.results import (
     ToolInfo,
 )
 from device_bench.tools import TOOLS, BenchRequest, BenchTool, ToolRegistry
+from packager.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -7,21 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager import preprocess
-from packager.build import BASELINE, GATE_MODE, BuildOptions, PlanOutcome, StepNames
+from packager.build import BASELINE, GATE_MODE, BuildOptions, StepNames
 from packager.cache import Hasher
 from packager.config import Config, ModelSpec
 from packager.datasets import CalibrationDataMeta, EvaluationMeta
 from packager.plan import Plan
-from packager.prepare import PreparedMeta
 from packager.results import (
     BuildResult,
     EvaluationFacts,
     IOInfo,
     ModelResult,
     ModeResult,
+    PreparedMeta,
     VariantFailure,
     VariantResult,
 )
+from packager.scheduler import PlanOutcome
 from packager.source import source_sha256
 from packager.steps import StepFailure, StepResult, tool_versions
 from packager.target import ArtifactRecord, ArtifactRecords, Product
@@ -50,6 +51,8 @@ class BundleFile:
     size_bytes: int
     inputs: list[IOInfo]
     outputs: list[IOInfo]
+    nondeterminism: str | None = None
+    """The making step's :attr:`ArtifactRecord.nondeterminism`: why a rebuild may give other bytes."""
 
 
 def host_facts() -> dict[str, str]:
@@ -125,7 +128,15 @@ def _record(product: Product, results: dict[str, StepResult]) -> ArtifactRecord:
     :class:`ArtifactRecords` entry from its making step and its ``details_step``, merged."""
     made = results[product.source.step]
     if product.platform == "any":
-        return ArtifactRecord(details=dict(made.meta))
+        details = dict(made.meta)
+        if product.details_step is not None and product.details_step in results:
+            for key, value in results[product.details_step].meta.items():
+                known = details.get(key)
+                # Findings of both steps add up; other facts of the describing step are its own.
+                details[key] = (
+                    [*known, *value] if isinstance(known, list) and isinstance(value, list) else value
+                )
+        return ArtifactRecord(details=details)
     record = ArtifactRecord()
     for step in (product.source.step, product.details_step):
         if step is None or step not in results:
@@ -137,6 +148,7 @@ def _record(product: Product, results: dict[str, StepResult]) -> ArtifactRecord:
                 outputs=found.outputs or record.outputs,
                 details={**record.details, **found.details},
                 rejected=found.rejected or record.rejected,
+                nondeterminism=found.nondeterminism or record.nondeterminism,
             )
     return record
 
@@ -222,6 +234,7 @@ def assemble(
         has_pairs = any(o.verification is not None for o in ref_mode.outputs)
         gate_plans = plan_gates([o.name for o in io_out], spec.declared_outputs, spec.gates, has_pairs)
         built: list[tuple[VariantResult, Path]] = [(reference, fp32_path)]
+        unstable: dict[str, str] = {}  # bundle path -> why a rebuild may give other bytes
         failed: list[VariantFailure] = []
         for product in products:
             if product is reference_product:
@@ -242,13 +255,23 @@ def assemble(
             path = results[product.source.step].out / product.source.file
             validate = results[validation] if validation else None
             record = _record(product, results)
+            if record.nondeterminism is not None:
+                unstable[product.bundle_path] = record.nondeterminism
             built.append((_artifact(spec, product, path, validate, ref_mode, fp32_size, record, hasher,
                                     gate_plans), path))  # fmt: skip
         chosen = _choose(products, [v for v, _ in built])
         built = [(v, path) for v, (_, path) in zip(chosen, built, strict=True)]
         files += [
             BundleFile(
-                path, v.file, m, v.variant, v.sha256, v.size_bytes, v.inputs or io_in, v.outputs or io_out
+                path,
+                v.file,
+                m,
+                v.variant,
+                v.sha256,
+                v.size_bytes,
+                v.inputs or io_in,
+                v.outputs or io_out,
+                nondeterminism=unstable.get(v.file),
             )
             for v, path in built
             if v.not_shipped_reason is None

@@ -1,30 +1,34 @@
 """Plan the build as a list of named steps from the config, and run it.
 
-The plan is plain data (``packager graph`` prints it); running it is the step runner's job, and
-turning step outputs into results and a bundle is :mod:`packager.assemble`'s.
+The plan is plain data (``packager graph`` prints it); running it is :mod:`packager.scheduler`'s
+job, and turning step outputs into results and a bundle is :mod:`packager.assemble`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packager import datasets
 from packager.config import Config, ModelSpec
-from packager.errors import ConfigError, PackagerError
-from packager.prepare import PreparedMeta, prepare_step
+from packager.errors import ConfigError
 from packager.quantize import registry
 from packager.quantize.calibrated import CHECK_EVERY
-from packager.quantize.step import calibrate_step, quantize_step
 from packager.results import OrtMode
 from packager.source import source_inputs
-from packager.steps import Step, StepContext, StepFailure, StepOutput, StepResult, StepRunner
+from packager.steps import Step, StepContext, StepOutput
 from packager.target import Product
 from packager.tasks import check_file, load_check
 from packager.validate.evaluate import LatencySettings
-from packager.validate.step import OUTPUTS_FILE, ValidateJob, validate_step
+
+if TYPE_CHECKING:
+    from packager.results import PreparedMeta
+    from packager.validate.step import ValidateJob
+
+OUTPUTS_FILE = "outputs.npz"
+"""The file a validate step writes its outputs to (read by later validations as the FP32 reference)."""
 
 # packager itself is listed so that a new release never reuses results computed by older code.
 GRAPH_TOOLS = ("packager", "onnx", "onnxruntime")
@@ -98,6 +102,9 @@ class StepNames:
     def quantize(self, variant: str) -> str:
         return f"quantize[{self.model}:{variant}]"
 
+    def analyze(self, variant: str) -> str:
+        return f"analyze[{self.model}:{variant}]"
+
     def validate(self, variant: str) -> str:
         return f"validate[{self.model}:{variant}]"
 
@@ -115,7 +122,7 @@ def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[St
         Step(
             names.prepare,
             "prepare",
-            run=lambda ctx: prepare_step(spec, ctx.out),
+            run=lambda ctx: _prepare(spec, ctx),
             inputs=source_inputs(spec.source),
             params={"input": spec.input.model_dump(mode="json"), "output": spec.primary_output},
             tools=GRAPH_TOOLS,
@@ -131,7 +138,14 @@ def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[St
 
 def _reads_calibration(variant: str) -> bool:
     recipe = registry.get(variant)
-    return recipe.needs_calibration or recipe.reads_calibration_data
+    return recipe.needs_calibration or recipe.analysis is not None
+
+
+def has_analysis(spec: ModelSpec, variant: str) -> bool:
+    """Whether ``variant`` of ``spec`` gets an analysis step (its recipe has one and there is data)."""
+    if variant == BASELINE or spec.calibration is None:
+        return False
+    return registry.get(variant).analysis is not None
 
 
 def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[Step]:
@@ -159,7 +173,7 @@ def _calibration_steps(spec: ModelSpec, names: StepNames, static: bool) -> list[
         Step(
             names.calibrate,
             "quantize",
-            run=lambda ctx: calibrate_step(spec, ctx),
+            run=lambda ctx: _calibrate(spec, ctx),
             inputs={
                 "reference": StepOutput(names.prepare, f"{BASELINE}.onnx"),
                 "calibration": StepOutput(names.calibration, "calibration.npy"),
@@ -219,7 +233,7 @@ def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list
         Step(
             names.validate(BASELINE),
             "validate",
-            run=lambda ctx: validate_step(
+            run=lambda ctx: _validate(
                 _job(config, spec, BASELINE_MODES, f"{BASELINE} of model {spec.name}"),
                 prepared_meta(ctx, names.prepare),
                 ctx,
@@ -240,13 +254,29 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
     inputs: dict[str, Path | StepOutput] = {"reference": StepOutput(names.prepare, f"{BASELINE}.onnx")}
     if recipe.needs_calibration:
         inputs["calibrated"] = StepOutput(names.calibrate, "")
-    if recipe.reads_calibration_data and spec.calibration is not None:
-        inputs["calibration_data"] = StepOutput(names.calibration, "calibration.npy")
+    analysis: list[Step] = []
+    if has_analysis(spec, variant):
+        analysis.append(
+            Step(
+                names.analyze(variant),
+                "quantize",
+                run=lambda ctx: _analyze(spec, variant, ctx),
+                inputs={
+                    "reference": StepOutput(names.prepare, f"{BASELINE}.onnx"),
+                    "calibration_data": StepOutput(names.calibration, "calibration.npy"),
+                },
+                params={"recipe": variant, **recipe.params(spec)},
+                tools=QUANT_TOOLS,
+                required=False,
+            )
+        )
+        inputs["decision"] = StepOutput(names.analyze(variant), registry.DECISION_FILE)
     return [
+        *analysis,
         Step(
             names.quantize(variant),
             "quantize",
-            run=lambda ctx: quantize_step(spec, variant, ctx),
+            run=lambda ctx: _quantize(spec, variant, ctx),
             inputs=inputs,
             params={"recipe": variant, **recipe.params(spec)},
             tools=QUANT_TOOLS,
@@ -255,7 +285,7 @@ def _variant_steps(config: Config, spec: ModelSpec, names: StepNames, variant: s
         Step(
             names.validate(variant),
             "validate",
-            run=lambda ctx: validate_step(
+            run=lambda ctx: _validate(
                 _job(config, spec, VARIANT_MODES, f"{variant} of model {spec.name}"),
                 prepared_meta(ctx, names.prepare),
                 ctx,
@@ -290,7 +320,7 @@ def artifact_validation_step(config: Config, spec: ModelSpec, product: Product) 
     return Step(
         name,
         "validate",
-        run=lambda ctx: validate_step(
+        run=lambda ctx: _validate(
             _job(config, spec, VARIANT_MODES, label),
             prepared_meta(ctx, names.prepare),
             ctx,
@@ -313,55 +343,47 @@ def _latency(config: Config) -> LatencySettings:
 
 
 def _job(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], label: str) -> ValidateJob:
+    from packager.validate.step import ValidateJob
+
     return ValidateJob(spec, config.path.parent.resolve(), modes, _latency(config), label)
 
 
 def prepared_meta(ctx: StepContext, prepare: str) -> PreparedMeta:
     """The prepare step's typed record, for steps that run after it."""
+    from packager.results import PreparedMeta
+
     return PreparedMeta.model_validate(ctx.outputs[prepare])
 
 
-@dataclass(frozen=True)
-class PlanOutcome:
-    results: dict[str, StepResult]
-    failures: dict[str, StepFailure]
-    """Failed steps and the steps skipped because of them, by step name."""
+# The step bodies import their tools (onnx, onnxruntime, OpenCV) when they run: a build whose steps are
+# all cached (a no-op rebuild) only plans, and must not pay ~0.5 s of imports for it.
 
 
-def _downstream(steps: list[Step], name: str) -> list[Step]:
-    """Every step that needs ``name``'s output or metadata, directly or through others."""
-    needed, found = {name}, []
-    for step in steps:  # the plan is in dependency order
-        if needed.intersection(step.depends_on()):
-            needed.add(step.name)
-            found.append(step)
-    return found
+def _prepare(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
+    from packager.prepare import prepare_step
+
+    return prepare_step(spec, ctx.out)
 
 
-def run_plan(
-    steps: list[Step],
-    runner: StepRunner,
-    on_step: Callable[[Step, StepResult | StepFailure], None] | None = None,
-) -> PlanOutcome:
-    """Run every step in order; a product's failure is recorded and the rest of the build goes on.
+def _calibrate(spec: ModelSpec, ctx: StepContext) -> dict[str, object]:
+    from packager.quantize.step import calibrate_step
 
-    A step that is not ``required`` failing with a :class:`PackagerError` fails the variants made
-    downstream of it, whose steps are then skipped. A required step's failure (the FP32 reference,
-    its evaluation data) leaves nothing to measure against: that error is raised at once.
-    """
-    failures: dict[str, StepFailure] = {}
-    for step in steps:
-        if step.name in failures:
-            outcome: StepResult | StepFailure = failures[step.name]
-        else:
-            try:
-                outcome = runner.run(step)
-            except PackagerError as exc:
-                if step.required:
-                    raise
-                outcome = failures[step.name] = StepFailure(step.name, step.name, exc)
-                for later in _downstream(steps, step.name):
-                    failures.setdefault(later.name, StepFailure(later.name, step.name, exc))
-        if on_step:
-            on_step(step, outcome)
-    return PlanOutcome(runner.results, failures)
+    return calibrate_step(spec, ctx)
+
+
+def _analyze(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
+    from packager.quantize.step import analyze_step
+
+    return analyze_step(spec, variant, ctx)
+
+
+def _quantize(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
+    from packager.quantize.step import quantize_step
+
+    return quantize_step(spec, variant, ctx)
+
+
+def _validate(job: ValidateJob, prepared: PreparedMeta, ctx: StepContext) -> dict[str, object]:
+    from packager.validate.step import validate_step
+
+    return validate_step(job, prepared, ctx)

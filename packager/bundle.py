@@ -106,6 +106,7 @@ def manifest(
                 inputs=f.inputs,
                 outputs=f.outputs,
                 validation=ArtifactValidation.from_result(found),
+                nondeterminism=f.nondeterminism,
             )
         )
     content = ManifestContent(

@@ -18,15 +18,25 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from packager.errors import BuildRejected, ConfigError, PackagerError, first_line
 
 if TYPE_CHECKING:
+    from packager.build import BuildOptions
     from packager.config import Config
     from packager.results import BuildResult
-    from packager.steps import Step, StepResult
+    from packager.scheduler import Observer
+    from packager.steps import Step, StepFailure, StepResult
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATES = 0, 1, 2, 3
 
@@ -108,7 +118,9 @@ def _quiet_native_logs(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``argv`` (the arguments about to be parsed) lets it skip reading the installed
+    targets for their publish options unless they publish. None: every option."""
     parser = argparse.ArgumentParser(
         prog="packager",
         description="Turn a trained ONNX model into validated, release-ready mobile bundles.",
@@ -140,6 +152,34 @@ def _parser() -> argparse.ArgumentParser:
         "--no-gates",
         action="store_true",
         help="write the bundle even if a gate fails; the manifest records it",
+    )
+    build.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        metavar="N",
+        help="steps run at once, each in its own process (default: the cores this process may use); "
+        "1 runs every step inside the build process",
+    )
+    build.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="run only these models' steps, into the cache, and write no bundle (CI matrix jobs that "
+        "fill a shared cache for one release build)",
+    )
+    build.add_argument(
+        "--platforms",
+        nargs="+",
+        metavar="NAME",
+        help="run only the core steps and these platform tables' steps (e.g. android), into the cache, "
+        "and write no bundle; combines with --models",
+    )
+    build.add_argument(
+        "--cache",
+        metavar="PATH_OR_URL",
+        help="the step cache, over PACKAGER_CACHE and [build].cache: a folder, or a URL that CI runners "
+        "share (s3://bucket/prefix, gs://..., file:///mnt/share); steps then run in [build].local_cache",
     )
 
     check = sub.add_parser(
@@ -178,6 +218,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("bundle", type=Path, help="a bundle folder, e.g. dist/faceid-1.4.0")
 
+    publish = sub.add_parser(
+        "publish",
+        help="publish a verified bundle as <name>/<version>/ in a folder or an fsspec URL (s3://...)",
+        description=(
+            "Verify BUNDLE against its manifest, then publish its platform zips, manifest.json, each "
+            "platform's release files (an Android Maven repository, the Swift package zip and its checksum), "
+            "an in-toto/SLSA provenance statement and SHA256SUMS as DEST/<name>/<version>/. An existing "
+            "version is refused unless --force. Platform options are listed when a target declares them."
+        ),
+    )
+    publish.add_argument("bundle", type=Path, help="a bundle folder, e.g. dist/faceid-1.4.0")
+    publish.add_argument(
+        "--to",
+        required=True,
+        metavar="DEST",
+        help="a folder, or an fsspec URL: s3://bucket/releases, memory://x",
+    )
+    publish.add_argument(
+        "--force", action="store_true", help="replace an existing (or half-published) version"
+    )
+    publish.add_argument(
+        "--allow-failed-gates",
+        action="store_true",
+        help="publish a bundle built with --no-gates whose gates failed (the provenance records it)",
+    )
+    publish.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="the packager.toml the bundle was built from, for the git commit in the provenance (default: "
+        "the packager.toml above the bundle whose settings match the manifest's config_sha256)",
+    )
+    if argv is None or "publish" in argv:  # reading the targets costs ~0.3 s: only when publishing
+        _add_target_publish_options(publish)
+
     sub.add_parser(
         "bench",
         help="benchmark a bundle on phones over adb or on this host (same as `device-bench`)",
@@ -194,6 +269,29 @@ def _parser() -> argparse.ArgumentParser:
         "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
     )
     clean.add_argument("--dist", action="store_true", help="also delete the output folder")
+    clean.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="remove only the cache entries not used for AGE (a number and s, m, h or d: 7d); a shared "
+        "cache URL is never touched",
+    )
+
+    cache = sub.add_parser(
+        "cache",
+        help="show the step cache of a config: location, entries, size, oldest and newest use",
+        description="Show the local step cache of CONFIG (PACKAGER_CACHE overrides [build].cache). "
+        "--verify re-hashes every file of every entry and removes the corrupt entries.",
+    )
+    cache.add_argument(
+        "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
+    )
+    cache.add_argument(
+        "--verify", action="store_true", help="re-hash every entry and remove the corrupt ones"
+    )
+    for command in (clean, cache):
+        command.add_argument(
+            "--cache", metavar="PATH_OR_URL", help="the step cache, as for build (over PACKAGER_CACHE)"
+        )
 
     schema = sub.add_parser(
         "schema",
@@ -210,14 +308,90 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Progress | None]:
+    """A live display: one line per running step, with progress bars where a step reports some.
+
+    Refreshed by the scheduler's ticks, not by rich's refresh thread: steps run in forked workers,
+    and a fork must not copy a thread in the middle of writing to the terminal.
+    """
     if not enabled:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
         yield progress
+
+
+class _StepDisplay:
+    """The build's terminal output: a live line per running step, and one printed line per finished
+    step (cached, ran in N s, FAILED, skipped)."""
+
+    def __init__(self, bar: Progress | None, verbose: bool) -> None:
+        self.bar = bar
+        self.verbose = verbose
+        self.tasks: dict[str, TaskID] = {}
+        self.running: dict[str, TaskID] = {}
+        self.quieted = False
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[label], completed=done)
+        self.bar.refresh()
+
+    def started(self, step: Step) -> None:
+        if not self.quieted:  # only a build that runs something pays for importing onnxruntime
+            _quiet_native_logs(self.verbose)
+            self.quieted = True
+        if self.bar is not None:
+            self.running[step.name] = self.bar.add_task(escape(step.name), total=None)
+            self.bar.refresh()
+
+    def finished(self, step: Step, result: StepResult | StepFailure) -> None:
+        from packager.steps import StepFailure
+
+        if self.bar is not None and step.name in self.running:
+            self.bar.remove_task(self.running.pop(step.name))
+            self.bar.refresh()
+        if isinstance(result, StepFailure):
+            state = (
+                f"[yellow]skipped[/] ({escape(result.root)} failed)"
+                if result.skipped
+                else f"[red]FAILED[/] {escape(first_line(result.error))}"
+            )
+        elif result.cached:
+            state = "cached"
+        else:
+            state = f"ran in {result.seconds:.1f}s ({escape(result.reason)})"
+        console.print(f"  {escape(step.name):<42} {state}")
+
+    def waiting(self) -> None:
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def observer(self) -> Observer:
+        from packager.scheduler import Observer
+
+        return Observer(started=self.started, finished=self.finished, waiting=self.waiting)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -225,40 +399,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from packager.config import load_config
     from packager.pipeline import build_project
     from packager.results import BuildResult
-    from packager.steps import StepFailure
+    from packager.scheduler import default_jobs
 
-    config = load_config(args.config)
+    config = _cache_override(load_config(args.config), args.cache)
     options = BuildOptions(
         variants=tuple(args.variants) if args.variants else None, enforce_gates=not args.no_gates
     )
+    jobs = args.jobs or default_jobs()
     start = time.perf_counter()
-    tasks: dict[str, int] = {}
-    _quiet_native_logs(args.verbose)
-    log_file = args.log_file = config.build.cache / "logs" / "build.log"
+    log_file = args.log_file = config.build.working_cache / "logs" / "build.log"
     with _build_log(log_file), _progress(err_console.is_terminal) as bar:
-
-        def progress(label: str, done: int, total: int) -> None:
-            if bar is None:
-                return
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
-        def on_step(step: Step, result: StepResult | StepFailure) -> None:
-            if isinstance(result, StepFailure):
-                state = (
-                    f"[yellow]skipped[/] ({escape(result.root)} failed)"
-                    if result.skipped
-                    else f"[red]FAILED[/] {escape(first_line(result.error))}"
-                )
-            elif result.cached:
-                state = "cached"
-            else:
-                state = f"ran in {result.seconds:.1f}s ({escape(result.reason)})"
-            console.print(f"  {escape(step.name):<42} {state}")
-
+        display = _StepDisplay(bar, args.verbose)
+        if args.models or args.platforms:
+            return _build_subset(args, config, options, display, jobs, start)
         try:
-            outcome = build_project(config, options, out=args.out, progress=progress, on_step=on_step)
+            outcome = build_project(
+                config,
+                options,
+                out=args.out,
+                progress=display.progress,
+                observer=display.observer(),
+                jobs=jobs,
+            )
         except BuildRejected as exc:
             result = exc.result if isinstance(exc.result, BuildResult) else None
             if result is not None:
@@ -288,7 +450,38 @@ def _cmd_build(args: argparse.Namespace) -> int:
             )
     if not outcome.result.passed and not options.enforce_gates:
         console.print("[yellow]gates failed but --no-gates was given: the manifest records passed=false[/]")
-    console.print(f"bundle: {outcome.bundle}")
+    unchanged = "" if outcome.rewritten else " (unchanged since the last build: left as it was)"
+    console.print(f"bundle: {outcome.bundle}{unchanged}")
+    return EXIT_OK
+
+
+def _build_subset(
+    args: argparse.Namespace,
+    config: Config,
+    options: BuildOptions,
+    display: _StepDisplay,
+    jobs: int,
+    start: float,
+) -> int:
+    """``build --models/--platforms``: run those steps into the cache; no gates, no bundle."""
+    from packager.pipeline import run_subset
+
+    partial = run_subset(
+        config, options, args.models, args.platforms, display.progress, display.observer(), jobs
+    )
+    ran = sum(1 for s in partial.steps if not s.cached)
+    chosen = ", ".join([*(args.models or ["all models"]), *(args.platforms or ["all platforms"])])
+    console.print(
+        f"\n{len(partial.steps)} steps of {escape(chosen)} ({len(partial.steps) - ran} cached, {ran} ran) in "
+        f"{time.perf_counter() - start:.1f}s; in the cache {config.build.cache}, no bundle written "
+        "(a build without --models/--platforms gates and writes it)"
+    )
+    for failure in partial.outcome.failures.values():
+        if not failure.skipped:
+            console.print(
+                f"[yellow]step {escape(failure.name)} failed:[/] {escape(first_line(failure.error))}",
+                soft_wrap=True,
+            )
     return EXIT_OK
 
 
@@ -460,14 +653,71 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 def _cmd_clean(args: argparse.Namespace) -> int:
     from packager.config import load_config
 
-    config = load_config(args.config)
-    targets = [config.build.cache] + ([config.build.out] if args.dist else [])
+    config = _cache_override(load_config(args.config), args.cache)
+    targets = [config.build.working_cache] + ([config.build.out] if args.dist else [])
+    if args.older_than is not None:
+        from packager.cache import Cache
+        from packager.cache_admin import clean_older_than, parse_age
+
+        age = parse_age(args.older_than)
+        cleaned = clean_older_than(Cache(config.build.working_cache), age)
+        console.print(
+            f"removed {cleaned.removed} cache entries unused for {escape(args.older_than)} "
+            f"({cleaned.freed_bytes / 1e6:.1f} MB) from {targets[0]}; kept {cleaned.kept}"
+        )
+        targets = targets[1:]
     for target in targets:
         if target.exists():
             shutil.rmtree(target)
             console.print(f"removed {target}")
         else:
             console.print(f"nothing at {target}")
+    return EXIT_OK
+
+
+def _cache_override(config: Config, flag: str | None) -> Config:
+    """``--cache`` over the ``PACKAGER_CACHE`` variable over ``[build].cache``."""
+    from packager.config import with_cache
+
+    value = flag or os.environ.get("PACKAGER_CACHE")
+    return with_cache(config, value) if value else config
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    from datetime import datetime
+
+    days = (time.time() - stamp) / 86400
+    ago = f"{days:.1f} days ago" if days >= 1 else f"{days * 24:.1f} hours ago"
+    return f"{datetime.fromtimestamp(stamp):%Y-%m-%d %H:%M} ({ago})"
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from packager.cache import open_cache
+    from packager.cache_admin import summarize, verify_all
+    from packager.config import load_config
+
+    config = _cache_override(load_config(args.config), args.cache)
+    cache = open_cache(config.build)
+    if args.verify:
+        report = verify_all(cache)
+        for key, problem in report.removed.items():
+            err_console.print(
+                f"[yellow]removed corrupt entry[/] {key[:12]}: {escape(problem)}", soft_wrap=True
+            )
+        console.print(f"verified {report.checked} entries; {len(report.removed)} corrupt, removed")
+    summary = summarize(cache)
+    table = Table(title=f"step cache of {args.config}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    table.add_row("local cache", escape(str(summary.root)))
+    table.add_row("shared cache", escape(summary.shared or "none"))
+    table.add_row("entries", str(summary.entries))
+    table.add_row("size", f"{summary.size_bytes / 1e6:.1f} MB")
+    table.add_row("oldest use", _when(summary.oldest_use))
+    table.add_row("newest use", _when(summary.newest_use))
+    console.print(table)
     return EXIT_OK
 
 
@@ -510,6 +760,75 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+TARGET_OPTION = "target_option:"
+"""Namespace prefix of a target's publish options: ``target_option:<target>:<flag>``."""
+
+
+def _add_target_publish_options(publish: argparse.ArgumentParser) -> None:
+    """``--<flag>`` for each option an installed target declares for its publish hook."""
+    from packager.target import installed_targets
+
+    try:
+        targets = installed_targets()
+    except ConfigError:
+        return  # publishing reports the broken target, with its exit code
+    taken = {option for action in publish._actions for option in action.option_strings}
+    for name, target in sorted(targets.items()):
+        for option in target.publish_options:
+            flag = f"--{option.flag}"
+            if flag in taken:
+                logging.getLogger(__name__).warning(
+                    "target %s: publish option %s is taken; ignored", name, flag
+                )
+                continue
+            taken.add(flag)
+            dest = f"{TARGET_OPTION}{name}:{option.flag}"
+            help_text = f"[{name}] {option.help}"
+            if option.metavar is None:
+                publish.add_argument(flag, dest=dest, action="store_true", help=help_text)
+            else:
+                publish.add_argument(flag, dest=dest, metavar=option.metavar, help=help_text)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from packager.publish import PublishOptions, publish_bundle
+
+    given: dict[str, dict[str, str | bool]] = {}
+    for key, value in vars(args).items():
+        if key.startswith(TARGET_OPTION) and value not in (None, False):
+            target, flag = key.removeprefix(TARGET_OPTION).split(":", 1)
+            given.setdefault(target, {})[flag] = value
+    options = PublishOptions(
+        force=args.force, allow_failed_gates=args.allow_failed_gates, config=args.config, target_options=given
+    )
+    done = publish_bundle(args.bundle, args.to, options)
+    for f in done.files:
+        console.print(f"  {escape(f.path)}  {f.size_bytes:,} B")
+    total = sum(f.size_bytes for f in done.files)
+    how = "renamed into place" if done.atomic else "uploaded, SHA256SUMS last"
+    verb = "replaced" if done.replaced else "published"
+    console.print(
+        f"{verb} {escape(done.location)}: {len(done.files)} files, {total / 1e6:.2f} MB, {how}, "
+        f"in {done.seconds:.1f}s",
+        soft_wrap=True,
+    )
+    if done.config is None:
+        console.print(
+            "[yellow]note:[/] no packager.toml matching the bundle above it: no git commit in the "
+            "provenance (pass --config)"
+        )
+    elif done.source is None:
+        console.print(
+            f"[yellow]note:[/] {escape(str(done.config))} is in no git repository with a commit: no git "
+            "commit in the provenance",
+            soft_wrap=True,
+        )
+    else:
+        state = " (dirty: uncommitted changes)" if done.source.dirty else ""
+        console.print(f"source: git {done.source.commit[:12]}{state}, config {escape(done.source.config)}")
+    return EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     import json
 
@@ -525,8 +844,10 @@ COMMANDS = {
     "check": _cmd_check,
     "graph": _cmd_graph,
     "clean": _cmd_clean,
+    "cache": _cmd_cache,
     "report": _cmd_report,
     "verify": _cmd_verify,
+    "publish": _cmd_publish,
     "schema": _cmd_schema,
 }
 
@@ -537,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from device_bench.cli import main as device_bench_main
 
         return device_bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)

@@ -328,12 +328,57 @@ class ModelSpec(_Strict):
         return self
 
 
+DEFAULT_CACHE = ".packager-cache"
+
+
+def is_url(value: str) -> bool:
+    """A cache location written as an fsspec URL (``s3://bucket/prefix``) rather than a folder."""
+    return "://" in value
+
+
 class BuildSpec(_Strict):
     out: Path = Path("dist")
-    cache: Path = Path(".packager-cache")
+    cache: Path | str = Path(DEFAULT_CACHE)
+    """The step cache: a folder (relative to the config's folder), or the fsspec URL of a cache that
+    machines share (``s3://bucket/prefix``, ``gs://bucket/prefix``, ``file:///mnt/ci-cache``; see
+    :mod:`packager.remote_cache`). ``packager build --cache`` and then the ``PACKAGER_CACHE``
+    environment variable override it (:func:`with_cache`)."""
+    local_cache: Path | None = None
+    """With a URL ``cache`` only: the folder on this machine where steps run and where the entries read
+    from or written to the URL are kept (default ``.packager-cache`` next to the config)."""
     latency_runs: Annotated[int, Field(gt=0)] = 50
     latency_warmup: Annotated[int, Field(ge=0)] = 10
     threads: Annotated[int, Field(gt=0)] = 1
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _path_or_url(cls, v: object) -> object:
+        """A URL stays text (``Path`` would fold its ``//``); anything else is a folder."""
+        if isinstance(v, str) and not is_url(v):
+            return Path(v)
+        return v
+
+    @model_validator(mode="after")
+    def _local_cache_with_url(self) -> BuildSpec:
+        if self.local_cache is not None and self.shared_cache is None:
+            raise ValueError(
+                "local_cache is only for a URL cache (s3://..., file:///...); with a folder cache, that "
+                "folder is the local cache: remove local_cache"
+            )
+        return self
+
+    @property
+    def working_cache(self) -> Path:
+        """The local folder steps run in (logs, last runs, entries): ``cache`` when it is a folder,
+        else ``local_cache``."""
+        if isinstance(self.cache, Path):
+            return self.cache
+        return self.local_cache or Path(DEFAULT_CACHE)
+
+    @property
+    def shared_cache(self) -> str | None:
+        """The URL of the cache shared between machines, or None for a local cache only."""
+        return self.cache if isinstance(self.cache, str) else None
 
 
 class Config(_Strict):
@@ -375,10 +420,10 @@ class Config(_Strict):
     def digest(self) -> str:
         """Hash of the effective settings (not the file bytes): reformatting the TOML changes nothing.
 
-        Output and cache folders are left out: they do not change what is built.
+        Output and cache locations are left out: they do not change what is built.
         """
         data = self.portable()
-        data["build"] = {k: v for k, v in data["build"].items() if k not in ("out", "cache")}
+        data["build"] = {k: v for k, v in data["build"].items() if k not in ("out", "cache", "local_cache")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def model(self, name: str) -> ModelSpec:
@@ -401,11 +446,39 @@ def _resolve(base: Path, data: dict[str, Any]) -> dict[str, Any]:
                 sub[key] = str((base / sub[key]).resolve())
     build = data.setdefault("build", {})
     if isinstance(build, dict):
-        for key, default in (("out", "dist"), ("cache", ".packager-cache")):
+        for key, default in (("out", "dist"), ("cache", DEFAULT_CACHE)):
             value = build.get(key, default)
             if isinstance(value, str):
-                build[key] = str((base / value).resolve())
+                build[key] = _resolve_location(base, value)
+        if isinstance(build.get("cache"), str) and is_url(build["cache"]):
+            local = build.get("local_cache", DEFAULT_CACHE)
+            if isinstance(local, str):
+                build["local_cache"] = str((base / local).resolve())
     return data
+
+
+def _resolve_location(base: Path, value: str) -> str:
+    """A folder against ``base``; a ``file://`` URL's relative path too; other URLs as given."""
+    if not is_url(value):
+        return str((base / value).resolve())
+    scheme, _, rest = value.partition("://")
+    if scheme in ("file", "local") and not rest.startswith("/"):
+        return f"{scheme}://{(base / rest).resolve()}"
+    return value
+
+
+def with_cache(config: Config, value: str) -> Config:
+    """``config`` with ``[build].cache`` replaced by ``value`` (``packager build --cache`` or the
+    ``PACKAGER_CACHE`` variable): a folder (relative to the current directory) or a URL. With a URL,
+    steps run in the configured local folder: ``local_cache``, the folder ``cache``, or the default."""
+    build = config.build
+    if is_url(value):
+        local = build.working_cache if isinstance(build.cache, Path) else build.local_cache
+        local = local or config.path.parent.resolve() / DEFAULT_CACHE
+        update: dict[str, Any] = {"cache": _resolve_location(Path.cwd(), value), "local_cache": local}
+    else:
+        update = {"cache": Path(value).resolve(), "local_cache": None}
+    return config.model_copy(update={"build": BuildSpec.model_validate({**build.model_dump(), **update})})
 
 
 def _format_error(err: dict[str, Any]) -> str:

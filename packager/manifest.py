@@ -5,8 +5,20 @@ The bundle's contract with everything downstream. The metric, gate and I/O types
 ``results.json`` and the report. ``packager schema manifest`` prints the JSON Schema.
 
 ``content_sha256`` is the sha256 of ``json.dumps(content, sort_keys=True)`` where ``content`` is the
-manifest's JSON without ``content_sha256`` and ``built_at``: two builds of the same inputs have the
-same digest, and ``built_at`` (the only wall-clock value in a bundle) is outside it.
+manifest's JSON without ``content_sha256`` and ``built_at`` (the only wall-clock value in a bundle).
+
+**Reproducibility** (issue 11, after reproducible-builds.org). Two builds of the same inputs, in any
+folders, with clean caches, give the same files: every artifact, generated source and ``<platform>.zip``
+has the same sha256, except an artifact whose ``nondeterminism`` says why its tool writes other bytes
+each time. A zip holding such an artifact differs in that entry (and in any source that names its
+sha256, such as the iOS loaders' cache keys); its other entries are the same bytes. The content itself
+also holds this host's measurements, which vary from build to build: every ``latency`` and
+``baseline_latency``, conversion ``seconds`` and the INT8 speed check's ``host_speed``. So
+``content_sha256`` is equal for two builds only when those are (a rebuild from the same cache); the rest
+of the content is equal for two builds of the same inputs, but for the checksums that ``nondeterminism``
+explains. One decision rests on a measurement: an INT8 ``.tflite`` that ``slower_int8 = "reject"`` turns
+away for being slower than FP32 on this host may ship from one build and not from another when the two
+run close.
 
 This module imports nothing but pydantic and the result types: device_bench reads bundles with it.
 """
@@ -31,10 +43,11 @@ from packager.results import (
     VariantResult,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """3: one typed model; every artifact carries its platform, runtime, precision and validation.
 4: generated ``sources``; quantized tensors carry ``scale``/``zero_point``; ``evaluation`` typed.
-5: an artifact this host cannot run may carry ``validated_on``, the stand-in its metrics were measured on."""
+5: an artifact this host cannot run may carry ``validated_on``, the stand-in its metrics were measured on.
+6: an artifact whose bytes differ from build to build says why in ``nondeterminism``."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -195,6 +208,9 @@ class ManifestArtifact(_Frozen):
     inputs: list[IOInfo]
     outputs: list[IOInfo]
     validation: ArtifactValidation
+    nondeterminism: str | None = None
+    """Why two builds of the same inputs give this file different bytes (the tool and what varies);
+    ``None``: they give the same bytes (module docstring, *Reproducibility*)."""
 
 
 class ManifestSource(_Frozen):
@@ -210,7 +226,7 @@ class ManifestSource(_Frozen):
 class ManifestContent(_Frozen):
     """Everything ``content_sha256`` covers."""
 
-    schema_version: Literal[5]  # = SCHEMA_VERSION
+    schema_version: Literal[6]  # = SCHEMA_VERSION
     project: ManifestProject
     config_sha256: str
     """sha256 of the effective config (``Config.digest``)."""
@@ -226,7 +242,8 @@ class ManifestContent(_Frozen):
     sources: list[ManifestSource] = []
     """Every generated source file, sorted by path (made from the rest of this manifest)."""
     archives: list[ManifestSource] = []
-    """``<platform>.zip`` of each platform folder (deterministic: sorted entries, fixed timestamps)."""
+    """``<platform>.zip`` of each platform folder (sorted entries, fixed timestamps and modes): the same
+    bytes for two builds of the same inputs unless an artifact in it has ``nondeterminism``."""
 
     def content_digest(self) -> str:
         """sha256 of the sorted JSON of the hashed fields, as written to manifest.json."""
@@ -235,7 +252,7 @@ class ManifestContent(_Frozen):
 
 
 class Manifest(ManifestContent):
-    """manifest.json of a bundle (``schema_version`` 5)."""
+    """manifest.json of a bundle (``schema_version`` 6)."""
 
     content_sha256: Sha256
     """sha256 of ``json.dumps(content, sort_keys=True)``, content = this JSON minus the two last fields."""

@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.assemble import assemble
-from packager.build import BuildOptions, run_plan
+from packager.build import BuildOptions
 from packager.bundle import SourceGenerator, bundle_name, ensure_writable, write_bundle, write_results
-from packager.cache import Cache
+from packager.bundle_stamp import bundle_stamp
+from packager.cache import open_cache
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
 from packager.manifest import ManifestContent
-from packager.plan import make_plan
-from packager.report import write_report
+from packager.plan import make_plan, subset
 from packager.report.tables import failure_messages
 from packager.results import BuildResult
-from packager.steps import Step, StepFailure, StepResult, StepRunner
+from packager.scheduler import Observer, PlanOutcome, run_plan
+from packager.steps import StepResult, StepRunner
 from packager.target import SourceContext, installed_targets
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class BuildOutcome:
     result: BuildResult
     bundle: Path
     steps: list[StepResult]
+    rewritten: bool = True
+    """False when the bundle on disk was already this build's and was left untouched."""
 
 
 def build_project(
@@ -37,9 +40,11 @@ def build_project(
     options: BuildOptions,
     out: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    on_step: Callable[[Step, StepResult | StepFailure], None] | None = None,
+    observer: Observer | None = None,
+    jobs: int = 1,
 ) -> BuildOutcome:
-    """Run the plan, apply the gates and write the bundle.
+    """Run the plan (``jobs`` steps at a time, see :mod:`packager.scheduler`), apply the gates and
+    write the bundle.
 
     Raises ``VariantsFailed`` (exit 1) when a required variant could not be built or validated, and
     ``GateFailed`` (exit 3) when a gate is not met; both after every other variant was built and
@@ -48,8 +53,8 @@ def build_project(
     out_root = out or config.build.out
     ensure_writable(out_root)
     planned = make_plan(config, options)
-    runner = StepRunner(Cache(config.build.cache), progress)
-    outcome = run_plan(planned.steps, runner, on_step)
+    runner = StepRunner(open_cache(config.build), progress)
+    outcome = run_plan(planned.steps, runner, observer, jobs)
     result, files = assemble(config, options, planned, outcome, runner.hasher)
     step_results = [outcome.results[s.name] for s in planned.steps if s.name in outcome.results]
     broken = [f"{m.name}:{f.variant}: {f.error}" for m in result.models for f in m.failed if not f.optional]
@@ -69,8 +74,52 @@ def build_project(
             listed = broken + (gate_failures if options.enforce_gates else [])
             raise VariantsFailed(listed, report=report, result=result)
         raise GateFailed(gate_failures, report=report, result=result)
-    bundle = write_bundle(out_root, result, files, write_report, _generators(config))
+    stamp = bundle_stamp(config, options.given(), result, files, out_root / bundle_name(result))
+    if stamp.unchanged():
+        log.info("%s is already this build's bundle: left as it is", stamp.folder)
+        return BuildOutcome(result, stamp.folder, step_results, rewritten=False)
+    bundle = write_bundle(out_root, result, files, _write_report, _generators(config))
+    stamp.save()
     return BuildOutcome(result, bundle, step_results)
+
+
+def _write_report(result: BuildResult, folder: Path) -> list[Path]:
+    from packager.report import write_report  # matplotlib and jinja2: only when a report is written
+
+    return write_report(result, folder)
+
+
+@dataclass(frozen=True)
+class PartialOutcome:
+    steps: list[StepResult]
+    outcome: PlanOutcome
+
+
+def run_subset(
+    config: Config,
+    options: BuildOptions,
+    models: list[str] | None,
+    platforms: list[str] | None,
+    progress: Callable[[str, int, int], None] | None = None,
+    observer: Observer | None = None,
+    jobs: int = 1,
+) -> PartialOutcome:
+    """Run only the steps of some models and platforms, into the cache, and write no bundle.
+
+    For CI matrices: one job per model x platform fills a shared cache, and one release build then
+    finds every step cached. The steps are the very steps (same keys) the full build plans, since
+    a model's steps and a platform's steps depend on nothing outside them; gates are not applied and
+    nothing is written to ``out`` (a bundle of a subset would look like a release and not be one).
+
+    Raises:
+        ConfigError: a model or platform that the config does not have.
+    """
+    planned = make_plan(subset(config, models, platforms), options)
+    runner = StepRunner(open_cache(config.build), progress)
+    outcome = run_plan(planned.steps, runner, observer, jobs)
+    return PartialOutcome(
+        [outcome.results[s.name] for s in planned.steps if s.name in outcome.results], outcome
+    )
 
 
 def _generators(config: Config) -> list[SourceGenerator]:
@@ -94,8 +143,8 @@ def _generators(config: Config) -> list[SourceGenerator]:
 
 def _write_rejected(config: Config, result: BuildResult) -> Path:
     """results.json and the reports of a build that will not ship, kept in the cache for reading."""
-    rejected = config.build.cache / "rejected" / bundle_name(result)
+    rejected = config.build.working_cache / "rejected" / bundle_name(result)
     shutil.rmtree(rejected, ignore_errors=True)
     rejected.mkdir(parents=True)
-    write_results(result, rejected, write_report)
+    write_results(result, rejected, _write_report)
     return rejected / "report.md"

@@ -68,6 +68,8 @@ def core_products(spec: ModelSpec, variants: list[str]) -> list[Product]:
             bundle_path=f"models/{spec.name}/{variant}.onnx",
             source=StepOutput(step, f"{variant}.onnx"),
             required=variant not in spec.optional_variants,
+            # The recipe's analysis of the calibration data (FP16's range audit) describes it too.
+            details_step=names.analyze(variant) if build.has_analysis(spec, variant) else None,
         )
 
     return [onnx(BASELINE, names.prepare), *(onnx(v, names.quantize(v)) for v in variants)]
@@ -122,3 +124,28 @@ def make_plan(config: Config, options: BuildOptions) -> Plan:
                 validations[product.name] = step.name
     ordered = list(steps.by_name.values())
     return Plan(ordered, products, validations)
+
+
+def subset(config: Config, models: list[str] | None, platforms: list[str] | None) -> Config:
+    """The config with only the named models and platform tables (None: all of them).
+
+    Raises:
+        ConfigError: a name the config does not have, listing the ones it has.
+    """
+    problems = []
+    known_models = [m.name for m in config.models]
+    for name in models or []:
+        if name not in known_models:
+            problems.append(f"--models: no model named {name!r} (the config has {', '.join(known_models)})")
+    for name in platforms or []:
+        if name not in config.targets:
+            has = ", ".join(config.targets) or "no platform tables"
+            problems.append(f"--platforms: no [{name}] table in the config (it has {has})")
+    if problems:
+        raise ConfigError(config.path, problems)
+    return config.model_copy(
+        update={
+            "models": [m for m in config.models if models is None or m.name in models],
+            "targets": {k: v for k, v in config.targets.items() if platforms is None or k in platforms},
+        }
+    )

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from pydantic import BaseModel, ConfigDict
 
 from packager import cleanup, graph
 from packager.config import InputSpec, ModelSpec
 from packager.errors import ConfigError, ModelError, first_line
-from packager.results import IOInfo
+from packager.results import IOInfo, PreparedMeta
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +49,6 @@ class PreparedModel:
     def equivalence_cosine(self) -> float:
         """The worst output's cosine."""
         return min(self.equivalence.values())
-
-
-class PreparedMeta(BaseModel):
-    """The prepare step's record, read by the steps and the assembly downstream (a typed model,
-    never a dict read by keys)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: IOInfo
-    """The image input as pinned ([1, C, H, W] or [1, H, W, C])."""
-    output: IOInfo
-    """The primary output (the first declared one, else the model's first)."""
-    outputs: list[IOInfo]
-    """Every output the app receives, shapes re-inferred at the pinned input."""
-    opset_source: int
-    opset: int
-    changes: list[str]
-    equivalence_cosine: float
-    equivalence: dict[str, float]
 
 
 def prepare_step(spec: ModelSpec, out: Path) -> dict[str, object]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from packager.config import InputSpec
@@ -20,6 +19,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 
 def read_image(path: Path) -> np.ndarray:
     """BGR uint8 HxWx3; OpenCV returns None rather than raising, so turn that into a named error."""
+    import cv2  # ~0.2 s to import: only steps that read pixels pay it, not planning a build
+
     if not path.is_file():
         raise DataError(path, "image not found", "check the path (paths are relative to the list/pairs file)")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -29,6 +30,8 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    import cv2
+
     h, w = spec.height, spec.width
     if spec.resize == "center-crop":
         scale = max(h / image.shape[0], w / image.shape[1])
@@ -58,6 +61,8 @@ def _letterbox(image: np.ndarray, h: int, w: int) -> np.ndarray:
     Detectors (YuNet, CenterFace) must not see a 16:9 frame stretched to a square: faces would be
     distorted. The scaled size rounds half away from zero and the offsets floor, both in pixels.
     """
+    import cv2
+
     scale = min(h / image.shape[0], w / image.shape[1])
     nw = max(1, min(w, round(image.shape[1] * scale)))
     nh = max(1, min(h, round(image.shape[0] * scale)))
@@ -69,6 +74,8 @@ def _letterbox(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def to_tensor(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """One image (BGR uint8, as OpenCV reads it) -> one float32 tensor without the batch dim."""
+    import cv2
+
     image = _resize(bgr, spec)
     if spec.channels == "RGB":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -261,3 +261,20 @@ class BuildResult(_Frozen):
     """Plain statements the report must show (what could not run here and why, data caveats)."""
     settings: dict[str, object] = {}
     """The effective config (paths relative to it) and what the command line overrode."""
+
+
+class PreparedMeta(_Frozen):
+    """The prepare step's record, read by the steps and the assembly downstream (a typed model,
+    never a dict read by keys)."""
+
+    input: IOInfo
+    """The image input as pinned ([1, C, H, W] or [1, H, W, C])."""
+    output: IOInfo
+    """The primary output (the first declared one, else the model's first)."""
+    outputs: list[IOInfo]
+    """Every output the app receives, shapes re-inferred at the pinned input."""
+    opset_source: int
+    opset: int
+    changes: list[str]
+    equivalence_cosine: float
+    equivalence: dict[str, float]

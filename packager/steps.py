@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
+import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,33 +106,124 @@ def packager_fingerprint() -> str:
 
 @functools.cache
 def code_fingerprint(module: str) -> str:
-    """sha256 (12 hex) of the source of ``module``'s top-level package (every ``.py`` under it), or of
-    the module's file when it is not in a package. A platform target's step bodies are code outside
-    packager: editing them must re-run their steps like editing packager does."""
-    import importlib
-
-    top = importlib.import_module(module.split(".", 1)[0])
-    files = getattr(top, "__path__", None)
-    paths = sorted(Path(files[0]).rglob("*.py")) if files else [Path(str(top.__file__))]
-    root = paths[0].parent if not files else Path(files[0])
+    """sha256 (12 hex) of the source files ``module`` can run: its own file and, transitively, every
+    module of its top-level package it imports (anywhere in the file, lazy imports included), with the
+    ``__init__.py`` of each package on the way. A platform target's step bodies are code outside
+    packager: editing them must re-run their steps like editing packager does, and editing the iOS
+    target must not re-run Android's steps (issue 11: exact invalidation). Static imports only: code
+    reached through ``importlib`` by name is not seen."""
+    files = _import_closure(module)
+    root = _package_root(module.split(".", 1)[0])
     digest = hashlib.sha256()
-    for path in paths:
+    for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
+def _package_root(top: str) -> Path:
+    """The folder holding the top-level package (or module) ``top``."""
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"cannot find the source of {top!r}")
+    origin = Path(spec.origin)
+    return origin.parent.parent if spec.submodule_search_locations else origin.parent
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _import_closure(module: str) -> set[Path]:
+    top = module.split(".", 1)[0]
+    root = _package_root(top)
+    seen: set[tuple[str, bool]] = set()
+    files: set[Path] = set()
+    todo = [(module, True)]  # (module, whether its function-level imports count)
+    while todo:
+        name, deep = todo.pop()
+        if (name, deep) in seen:
+            continue
+        seen.add((name, deep))
+        parts = name.split(".")
+        # Importing a.b.c runs a/__init__ and a/b/__init__, but not the imports inside their functions.
+        todo += [(".".join(parts[:i]), False) for i in range(1, len(parts))]
+        path = _module_file(root, name)
+        if path is None:
+            continue
+        files.add(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        todo += _imports_in(path, package, top, deep, root)
+    return files
+
+
+_IMPORT = re.compile(
+    r"^(?P<indent>[ \t]*)(?:from[ \t]+(?P<base>\.*[\w.]*)[ \t]+import[ \t]+(?P<names>\([^)]*\)|[^\n#]*)"
+    r"|import[ \t]+(?P<modules>[^\n#]*))",
+    re.MULTILINE,
+)
+
+
+@functools.cache
+def _import_statements(path: Path) -> tuple[tuple[bool, str, tuple[str, ...]], ...]:
+    """Each import statement of a source file: (at module level, ``from`` base or "", names). A regex,
+    not ``ast``: a no-op rebuild fingerprints the targets' code, and parsing it costs ~0.15 s. It may
+    also match an import written inside a string: that only adds a file to the fingerprint."""
+    found = []
+    for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
+        top_level = not match.group("indent")
+        if match.group("modules") is not None:
+            names = tuple(n.split()[0] for n in match.group("modules").split(",") if n.strip())
+            found.append((top_level, "", names))
+        else:
+            listed = match.group("names").strip("() \t").replace("\n", " ")
+            names = tuple(n.split()[0] for n in listed.split(",") if n.strip())
+            found.append((top_level, match.group("base"), names))
+    return tuple(found)
+
+
+def _imports_in(path: Path, package: str, top: str, deep: bool, root: Path) -> list[tuple[str, bool]]:
+    """Modules of package ``top`` that ``path`` imports, each with whether its function-level imports
+    count (only its module-level statements unless ``deep``). ``from pkg import x`` runs pkg's
+    module-level code and, when x is a submodule, x; pkg's functions count only when a name imported
+    from it is not a submodule (a function or class of pkg that may be called)."""
+    found: list[tuple[str, bool]] = []
+    for top_level, base, names in _import_statements(path):
+        if not (deep or top_level):
+            continue
+        if not base:
+            found += [(n, True) for n in names if n.split(".", 1)[0] == top]
+            continue
+        level = len(base) - len(base.lstrip("."))
+        if level:
+            anchor = package.split(".")[: len(package.split(".")) - level + 1]
+            base = ".".join([*anchor, base[level:]] if base[level:] else anchor)
+        if base.split(".", 1)[0] != top:
+            continue
+        submodules = [n for n in names if _module_file(root, f"{base}.{n}") is not None]
+        found += [(f"{base}.{n}", True) for n in submodules]
+        found.append((base, len(submodules) < len(names)))
+    return found
+
+
 def tool_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed version of each distribution; ``packager`` also carries :func:`packager_fingerprint`."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    if "packager" in versions:
-        versions["packager"] += f"+{packager_fingerprint()}"
-    return versions
+    return {name: tool_version(name) for name in names}
+
+
+@functools.cache
+def tool_version(name: str) -> str:
+    """One distribution's version, read once per process (each lookup scans sys.path: ~1 ms, times
+    every tool of every step on a no-op rebuild)."""
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+    return f"{version}+{packager_fingerprint()}" if name == "packager" else version
 
 
 def step_key(
@@ -157,10 +249,25 @@ def why_rerun(previous: dict[str, object] | None, current: dict[str, object]) ->
     return "; ".join(reasons) or "cache entry missing"
 
 
+@dataclass(frozen=True)
+class PendingStep:
+    """A step whose key missed the cache: what running it needs."""
+
+    step: Step
+    key: str
+    inputs: dict[str, Path]
+    record: dict[str, object]
+    """Its inputs' hashes, parameters and tool versions, remembered for the next run's ``why_rerun``."""
+    reason: str
+
+
 class StepRunner:
+    """Keys steps, answers hits from the cache, and runs misses (in this process with :meth:`execute`,
+    or elsewhere: :meth:`scratch`, :meth:`context`, then :meth:`finish` with the step's metadata)."""
+
     def __init__(self, cache: Cache, progress: Callable[[str, int, int], None] | None = None) -> None:
         self.cache = cache
-        self.hasher = Hasher()
+        self.hasher = Hasher(memo=cache.memo_file)  # input digests kept across builds: fast no-ops
         self.progress = progress or (lambda label, done, total: None)
         self.results: dict[str, StepResult] = {}
 
@@ -169,7 +276,9 @@ class StepRunner:
             return self.results[value.step].out / value.file
         return value
 
-    def run(self, step: Step) -> StepResult:
+    def lookup(self, step: Step) -> StepResult | PendingStep:
+        """The cached result of ``step`` (recorded as run), or what running it needs. Every step it
+        depends on must have a result already."""
         inputs = {k: self.resolve(v) for k, v in step.inputs.items()}
         hashes = {k: self.hasher.path(p) for k, p in inputs.items()}
         tools = tool_versions(step.tools)
@@ -177,35 +286,59 @@ class StepRunner:
         if module.split(".", 1)[0] != "packager":  # packager's own code is in its tool version already
             tools[f"code:{module.split('.', 1)[0]}"] = code_fingerprint(module)
         key = step_key(step.name, hashes, step.params, tools)
-        record = {"inputs": hashes, "params": step.params, "tools": tools}
+        record: dict[str, object] = {"inputs": hashes, "params": step.params, "tools": tools}
         meta = self.cache.load(key, self.hasher)
-        if meta is not None:
-            result = StepResult(step.name, key, self.cache.entry(key) / "out", meta, True, "cached", 0.0)
-        else:
+        if meta is None:
             reason = why_rerun(self.cache.last_run(step.name), record)
             log.info("%s runs: %s", step.name, reason)
-            result = self._execute(step, key, inputs, reason)
+            return PendingStep(step, key, inputs, record, reason)
         self.cache.remember(step.name, record)
+        result = StepResult(step.name, key, self.cache.entry(key) / "out", meta, True, "cached", 0.0)
         self.results[step.name] = result
         return result
 
-    def _execute(self, step: Step, key: str, inputs: dict[str, Path], reason: str) -> StepResult:
-        self.cache.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.cache.root))
-        out = tmp / "out"
-        out.mkdir()
+    def run(self, step: Step) -> StepResult:
+        found = self.lookup(step)
+        return found if isinstance(found, StepResult) else self.execute(found)
+
+    def scratch(self) -> Path:
+        """A fresh temporary folder under the cache root with an empty ``out/`` for one step's files;
+        the caller removes it (``finish`` moves ``out/`` into the cache)."""
+        tmp = self.cache.mkdtemp()
+        (tmp / "out").mkdir()
+        return tmp
+
+    def context(self, pending: PendingStep, out: Path) -> StepContext:
+        return StepContext(out, pending.inputs, {n: r.meta for n, r in self.results.items()}, self.progress)
+
+    def finish(self, pending: PendingStep, out: Path, meta: dict[str, object], seconds: float) -> StepResult:
+        """Store a step's files and metadata (already JSON-normalized) under its key, and record it."""
+        final = self.cache.store(pending.key, out, meta, self.hasher)
+        self.cache.remember(pending.step.name, pending.record)
+        result = StepResult(pending.step.name, pending.key, final, meta, False, pending.reason, seconds)
+        self.results[pending.step.name] = result
+        return result
+
+    def execute(self, pending: PendingStep) -> StepResult:
+        """Run a step in this process."""
+        tmp = self.scratch()
         start = time.perf_counter()
         try:
-            ctx = StepContext(out, inputs, {n: r.meta for n, r in self.results.items()}, self.progress)
-            # Round-trip through sorted JSON so a fresh result is identical to a cached one.
-            meta = json.loads(json.dumps(step.run(ctx), sort_keys=True, default=str))
-            final = self.cache.store(key, out, meta, self.hasher)
+            meta = normalized_meta(pending.step.run(self.context(pending, tmp / "out")))
+            return self.finish(pending, tmp / "out", meta, time.perf_counter() - start)
         except PackagerError:
             raise
         except Exception as exc:
-            raise StepError(
-                step.name, f"{type(exc).__name__}: {exc}", "rerun with -v for the traceback"
-            ) from exc
+            raise self.cache.disk_full_error(exc) or step_failed(pending.step, exc) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return StepResult(step.name, key, final, meta, False, reason, time.perf_counter() - start)
+
+
+def normalized_meta(meta: dict[str, object]) -> dict[str, object]:
+    """Round-trip through sorted JSON, so that a fresh result is identical to a cached one."""
+    return json.loads(json.dumps(meta, sort_keys=True, default=str))
+
+
+def step_failed(step: Step, exc: BaseException) -> StepError:
+    """The error for a tool raising something that is not a PackagerError inside a step."""
+    return StepError(step.name, f"{type(exc).__name__}: {exc}", "rerun with -v for the traceback")

@@ -15,7 +15,9 @@ coremltools) belong inside step bodies, so loading a target is cheap.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +31,7 @@ from packager.steps import Step, StepOutput
 
 if TYPE_CHECKING:
     from packager.config import Config, ModelSpec
-    from packager.manifest import ManifestContent
+    from packager.manifest import Manifest, ManifestContent
 
 ENTRY_POINT_GROUP = "packager.targets"
 
@@ -87,6 +89,9 @@ class ArtifactRecord(BaseModel):
     """Facts for the manifest and report: EP coverage, partitions, method, converter version..."""
     rejected: str | None = None
     """Why the target will not ship it although it was made (e.g. slower than its float sibling)."""
+    nondeterminism: str | None = None
+    """Why two builds of the same inputs may give this file different bytes (the tool, what varies);
+    ``None``: they give the same bytes. Shown per artifact in the manifest."""
 
 
 class ArtifactRecords(BaseModel):
@@ -140,6 +145,44 @@ class SourceContext:
 
 
 @dataclass(frozen=True)
+class PublishOption:
+    """A ``packager publish`` option a target declares: the CLI adds ``--<flag>`` and hands its value to
+    that target's ``publish`` hook only, so the core names no platform tool (``--kotlinc PATH``)."""
+
+    flag: str
+    """The option without its dashes (``kotlinc``, ``no-maven``)."""
+    help: str
+    metavar: str | None = None
+    """``None``: an on/off switch; else the option takes one value shown as this (``PATH``)."""
+
+
+@dataclass(frozen=True)
+class PublishContext:
+    """What a target's ``publish`` hook gets: a bundle that verified against its manifest, and the local
+    folder the release is staged in."""
+
+    manifest: Manifest
+    table: BaseModel
+    """The target's config table as the bundle was built with it (from the manifest's settings)."""
+    bundle: Path
+    """The bundle folder; read only."""
+    out: Path
+    """The release folder being staged (becomes ``<name>/<version>/``); a hook writes only under
+    ``out/<platform>/``."""
+    options: Mapping[str, str | bool]
+    """The values of this target's :class:`PublishOption` flags the user gave, by ``flag``."""
+
+
+@dataclass(frozen=True)
+class ReleaseFiles:
+    """A target's extra release files (each under ``out/<platform>/``) and the tools that made them,
+    name -> version, for the provenance statement."""
+
+    files: list[Path] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     schema: type[BaseModel]
@@ -150,14 +193,26 @@ class Target:
     generate: Callable[[SourceContext], list[Path]] | None = None
     """Writes the platform's source files (loaders, build files) into the bundle and returns them;
     they are listed in the manifest with their sha256 and zipped with the platform's artifacts."""
+    publish: Callable[[PublishContext], ReleaseFiles] | None = None
+    """Writes the platform's release files beside ``<platform>.zip`` (a Maven repository, a package
+    archive); called by ``packager publish`` for each platform the bundle's manifest has."""
+    publish_options: tuple[PublishOption, ...] = ()
+    """Options ``packager publish`` adds for this target (``--kotlinc PATH``); only ``publish`` sees them."""
 
 
 def installed_targets() -> dict[str, Target]:
-    """Every target registered under :data:`ENTRY_POINT_GROUP`, by name (read fresh on each call).
+    """Every target registered under :data:`ENTRY_POINT_GROUP`, by name; read again whenever
+    ``sys.path`` changed (scanning the installed distributions costs ~35 ms, twice per build).
 
     Raises:
         ConfigError: an entry point does not load, is not a ``Target``, or two share a name.
     """
+    return dict(_installed_on(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _installed_on(search_path: tuple[str, ...]) -> dict[str, Target]:
+    """The targets importlib.metadata finds now; ``search_path`` (``sys.path``) is only the cache key."""
     found: dict[str, Target] = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -7,6 +7,7 @@ them). Both targets ask for this step with the same definition, so the core plan
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ def _run(ctx: StepContext) -> dict[str, object]:
     from targets.android.tflite import convert_float
 
     conversion = convert_float(ctx.inputs["model"], ctx.out, layout="NCHW")
+    derive_fingerprint_uuid(conversion.saved_model)
     records = {}
     for precision, path in (("fp32", conversion.float32), ("fp16", conversion.float16)):
         path.rename(ctx.out / f"{precision}.tflite")
@@ -50,6 +52,29 @@ def _run(ctx: StepContext) -> dict[str, object]:
             details={"converter": "onnx2tf", "seconds": round(conversion.seconds, 1)},
         )
     return ArtifactRecords(artifacts=records).model_dump(mode="json")
+
+
+def derive_fingerprint_uuid(saved_model: Path) -> None:
+    """Replace the random ``uuid`` TensorFlow writes into ``fingerprint.pb`` with one derived from the
+    fingerprint's other fields, so one model converts to the same SavedModel bytes every time.
+
+    Measured (TF 2.19, two conversions of one model): every file of the SavedModel is the same but
+    ``fingerprint.pb``, whose hashes (checksum, graph, signatures, object graph, checkpoint) agree and
+    whose ``uuid`` differs: "An UUID for the model, chosen at random, not related to the hashes"
+    (tensorflow/core/protobuf/fingerprint.proto); ``tf.saved_model.load`` reads the fingerprint only to
+    log metrics. The SavedModel does not ship, but the Core ML conversion and its stand-in validation are
+    keyed by its content: with a random id, two builds of one model never share those cache entries.
+    """
+    from tensorflow.core.protobuf.fingerprint_pb2 import FingerprintDef
+
+    path = saved_model / "fingerprint.pb"
+    if not path.is_file():
+        return  # TF versions before 2.12 write none
+    fingerprint = FingerprintDef.FromString(path.read_bytes())
+    fingerprint.ClearField("uuid")
+    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
+    fingerprint.uuid = str(int.from_bytes(digest[:8], "little"))  # TF writes a decimal uint64
+    path.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
 def tflite_io(path: Path) -> tuple[list[IOInfo], list[IOInfo]]:

@@ -116,3 +116,9 @@ def tiny_project(tiny_assets: Path, tmp_path: Path):  # -> factory
         return config
 
     return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``forks`` run first: packager refuses forked step workers once TensorFlow is loaded
+    in the process (``packager.scheduler.fork_hazard``), and later tests load it in this one."""
+    items.sort(key=lambda item: item.get_closest_marker("forks") is None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from packager.config import parse_config
 from packager.prepare import prepare_reference
 from packager.quantize import registry
 from packager.quantize.calibrated import run_calibration
-from packager.quantize.registry import QuantizeContext
+from packager.quantize.registry import AnalysisContext, QuantizeContext
 
 
 def default_model() -> onnx.ModelProto:
@@ -83,7 +84,25 @@ def fp16_context(tmp_path: Path, model: onnx.ModelProto, data: np.ndarray | None
     spec = parse_config(data_in, tmp_path / "p.toml").models[0]
     work = tmp_path / "work"
     work.mkdir()
-    return QuantizeContext(spec, reference, tmp_path / "fp16.onnx", work, calibration_data=calibration)
+    decision = None
+    if calibration is not None:  # what the plan's analyze[m:fp16] step does before quantize[m:fp16]
+        decision = tmp_path / "decision.json"
+        analysis = registry.get("fp16").analysis
+        assert analysis is not None
+        record = analysis(AnalysisContext(spec, reference, calibration, decision, work))
+        (tmp_path / "analysis.json").write_text(json.dumps(record))
+    return QuantizeContext(spec, reference, tmp_path / "fp16.onnx", work, decision=decision)
+
+
+def run_fp16(ctx: QuantizeContext) -> dict[str, object]:
+    """The fp16 recipe's details merged with its analysis record, as the bundle's manifest shows them."""
+    details = registry.get("fp16").run(ctx)
+    analysis = ctx.output.parent / "analysis.json"
+    if analysis.exists():
+        for key, value in json.loads(analysis.read_text()).items():
+            known = details.get(key)
+            details[key] = [*known, *value] if isinstance(known, list) and isinstance(value, list) else value
+    return details
 
 
 def op_counts(path: Path) -> dict[str, int]:

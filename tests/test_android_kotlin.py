@@ -2,7 +2,7 @@
 
 The sample module (tests/kotlin/sample.py) covers both runtimes, every layout, channel order and resize
 mode, float/int8/uint8 TFLite I/O and the three delegates. Its Kotlin must compile with kotlinc against
-Java stubs of the real APIs (tests/kotlin/stubs, each citing its source), which must in turn reject wrong
+Java stubs of the real APIs (targets/android/stubs, each citing its source), which must in turn reject wrong
 method names, argument types and arities; its preprocessing must give packager.preprocess's tensors on a
 plain JVM; ktlint must pass; and rendering must be byte-for-byte repeatable.
 """

@@ -8,13 +8,14 @@ import json
 
 import pytest
 
-from packager import build
 from packager.build import BuildOptions
 from packager.config import load_config
 from packager.errors import ConversionError, VariantsFailed
 from packager.pipeline import build_project
 from packager.quantize import registry
 from packager.quantize import step as quantize_step
+from packager.scheduler import Observer
+from packager.steps import Step, StepFailure
 
 
 @pytest.fixture
@@ -97,12 +98,13 @@ def test_the_step_log_says_which_steps_failed_and_which_were_skipped(
 ) -> None:
     seen: dict[str, str] = {}
 
-    def on_step(step: build.Step, outcome: object) -> None:
-        if isinstance(outcome, build.StepFailure):
+    def finished(step: Step, outcome: object) -> None:
+        if isinstance(outcome, StepFailure):
             seen[step.name] = "skipped" if outcome.skipped else "failed"
 
+    config = load_config(tiny_project(variants='["int8-dynamic"]'))
     with pytest.raises(VariantsFailed):
-        build_project(load_config(tiny_project(variants='["int8-dynamic"]')), BuildOptions(), on_step=on_step)
+        build_project(config, BuildOptions(), observer=Observer(finished=finished))
     assert seen == {
         "quantize[embedder:int8-dynamic]": "failed",
         "validate[embedder:int8-dynamic]": "skipped",

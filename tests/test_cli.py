@@ -96,7 +96,10 @@ def test_second_build_reports_every_step_cached(tiny_project, capsys: pytest.Cap
     assert main(["build", str(config)]) == 0
     capsys.readouterr()
     assert main(["build", str(config)]) == 0
-    assert "(6 cached, 0 ran)" in capsys.readouterr().out  # fp16 reads calibration data: 6 steps
+    out = capsys.readouterr().out
+    # prepare, calibration-data, evaluation, validate fp32, analyze fp16 (its range audit), quantize, validate
+    assert "7 steps (7 cached, 0 ran)" in out
+    assert "unchanged since the last build" in out
 
 
 def test_graph_prints_the_plan(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
@@ -266,3 +269,13 @@ def test_the_build_log_keeps_no_third_party_debug_chatter(tiny_project) -> None:
         assert main(["build", str(config)]) == 0
     log = (config.parent / ".packager-cache" / "logs" / "build.log").read_text()
     assert "findfont" not in log and "our own detail" in log
+
+
+def test_an_unknown_model_or_platform_for_a_subset_exits_2_naming_it(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config), "--models", "embeder", "--platforms", "ios"]) == 2
+    err = capsys.readouterr().err
+    assert "--models: no model named 'embeder' (the config has embedder)" in err
+    assert "--platforms: no [ios] table in the config" in err

@@ -34,7 +34,7 @@ def _results(outcome: BuildOutcome) -> dict[str, VariantResult]:
 def test_device_bench_reads_every_artifact_packager_wrote(built: BuildOutcome) -> None:
     text = (built.bundle / "manifest.json").read_text()
     written = Manifest.model_validate_json(text)
-    assert written.schema_version == SCHEMA_VERSION == 5
+    assert written.schema_version == SCHEMA_VERSION == 6
     assert written.to_json() == text  # the writer is deterministic: sorted keys, same floats
 
     results = _results(built)
@@ -133,6 +133,22 @@ def test_a_platform_artifact_comes_out_with_its_platform_and_reason(built: Build
     assert (selected.ref.path, selected.ref.sha256, selected.ref.platform) == (TFLITE, sha, "android")
 
 
+def test_an_artifact_its_tool_cannot_write_the_same_twice_says_why(built: BuildOutcome) -> None:
+    """The making step's record names the tool and what varies; the manifest carries it per artifact."""
+    from packager.assemble import BundleFile
+
+    model = built.result.models[0]
+    fp16 = model.variants[0]
+    why = "the converter writes a random id into the file"
+    file = BundleFile(
+        built.bundle / fp16.file, fp16.file, "embedder", "fp16", fp16.sha256, fp16.size_bytes, [], [], why
+    )
+    [artifact] = Manifest.model_validate_json(manifest(built.result, [file]).to_json()).artifacts
+    assert (artifact.path, artifact.nondeterminism) == ("models/embedder/fp16.onnx", why)
+    written = Manifest.model_validate_json((built.bundle / "manifest.json").read_text())
+    assert [a.nondeterminism for a in written.artifacts] == [None, None, None]
+
+
 def test_a_shipped_file_without_a_result_is_refused(built: BuildOutcome) -> None:
     from packager.assemble import BundleFile
 
@@ -144,15 +160,15 @@ def test_a_shipped_file_without_a_result_is_refused(built: BuildOutcome) -> None
 def test_a_manifest_of_another_schema_version_is_refused_with_the_fix(built: BuildOutcome) -> None:
     path = built.bundle / "manifest.json"
     data = json.loads(path.read_text())
-    path.write_text(json.dumps({**data, "schema_version": 4}))
+    path.write_text(json.dumps({**data, "schema_version": 5}))
     expected = (
-        rf"{re.escape(str(path))}: manifest schema_version 4 found, 5 expected\. "
+        rf"{re.escape(str(path))}: manifest schema_version 5 found, 6 expected\. "
         r"Fix: rebuild the bundle with packager"
     )
     with pytest.raises(BundleError, match=expected):
         select_artifacts(built.bundle, {"onnx"})
-    path.write_text(json.dumps({**data, "schema_version": 6}))
-    with pytest.raises(BundleError, match=r"6 found, 5 expected\. Fix: use a device-bench as new"):
+    path.write_text(json.dumps({**data, "schema_version": 7}))
+    with pytest.raises(BundleError, match=r"7 found, 6 expected\. Fix: use a device-bench as new"):
         select_artifacts(built.bundle, {"onnx"})
 
 
@@ -162,7 +178,7 @@ def test_a_manifest_that_does_not_validate_names_the_field(built: BuildOutcome) 
     del data["artifacts"][1]["sha256"]
     path.write_text(json.dumps(data))
     with pytest.raises(
-        BundleError, match=r"does not match schema_version 5 at artifacts\.1\.sha256: Field required"
+        BundleError, match=r"does not match schema_version 6 at artifacts\.1\.sha256: Field required"
     ):
         select_artifacts(built.bundle, {"onnx"})
     path.write_text("{not json")

@@ -128,13 +128,13 @@ def test_cold_rebuild_in_a_fresh_cache_gives_identical_model_bytes(tiny_project,
 def test_a_failure_while_writing_the_bundle_leaves_nothing(
     tiny_project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import packager.pipeline
+    import packager.report
 
     def broken_report(result: object, out_dir: Path) -> list[Path]:
         (out_dir / "report.md").write_text("half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(packager.pipeline, "write_report", broken_report)
+    monkeypatch.setattr(packager.report, "write_report", broken_report)
     config = load_config(tiny_project(variants='["fp16"]'))
     with pytest.raises(OutputError, match=r"could not write the bundle .*disk full"):
         build_project(config, BuildOptions())

@@ -9,16 +9,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from quantize_helpers import calibration_data, context, fp16_context, mean_cosine
+from quantize_helpers import calibration_data, context, fp16_context, mean_cosine, run_fp16
 
 from packager.errors import ConversionError
-from packager.quantize import registry
 from packager.quantize.registry import QuantizeContext
 
 
 def test_fp16_halves_weights_keeps_float32_io_and_matches(tmp_path: Path) -> None:
     ctx = context(tmp_path, "fp16")
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     model = onnx.load(str(ctx.output))
     weights = [t for t in model.graph.initializer if len(t.dims) == 4]
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 and t.raw_data for t in weights)
@@ -156,7 +155,7 @@ def _weight_dtypes(path: Path) -> set[int]:
 
 def test_batchnorm_with_huge_variance_is_folded_before_conversion(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, conv_batchnorm_huge_variance())
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     ops = [n.op_type for n in onnx.load(str(ctx.output)).graph.node]
     assert "BatchNormalization" not in ops  # folded into the Conv by onnxruntime before converting
     assert details["fp16_weight_range"]["out_of_range"] == []  # nothing left to clamp
@@ -165,7 +164,7 @@ def test_batchnorm_with_huge_variance_is_folded_before_conversion(tmp_path: Path
 
 def test_cast_to_float_becomes_cast_to_fp16_and_the_model_loads(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, conv_relu_mask_cast())
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     cast = next(n for n in onnx.load(str(ctx.output)).graph.node if n.name == "mask_to_float")
     assert helper.get_attribute_value(cast.attribute[0]) == TensorProto.FLOAT16
     assert details["casts_to_fp16"] == ["mask_to_float"]
@@ -175,7 +174,7 @@ def test_cast_to_float_becomes_cast_to_fp16_and_the_model_loads(tmp_path: Path) 
 
 def test_already_fp16_weights_behind_casts_convert(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, half_weights_with_casts())
-    details = registry.get("fp16").run(ctx)  # the converter alone refuses: "set check_fp16_ready=False"
+    details = run_fp16(ctx)  # the converter alone refuses: "set check_fp16_ready=False"
     graph = onnx.load(str(ctx.output)).graph
     assert details["source_fp16_initializers"] == 2
     assert _weight_dtypes(ctx.output) == {TensorProto.FLOAT16}
@@ -185,14 +184,14 @@ def test_already_fp16_weights_behind_casts_convert(tmp_path: Path) -> None:
 
 def test_fp16_region_of_an_autocast_export_converts(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, autocast_region())
-    registry.get("fp16").run(ctx)
+    run_fp16(ctx)
     assert _weight_dtypes(ctx.output) == {TensorProto.FLOAT16}
     assert _min_cosine(ctx) > 0.999
 
 
 def test_ops_whose_schema_has_no_fp16_stay_float(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, quantize_dequantize())
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     assert details["no_fp16_in_schema"] == ["dequant", "quant"]
     assert {"dequant", "quant"} <= set(details["kept_in_float"])
     assert _min_cosine(ctx) > 0.999
@@ -208,7 +207,7 @@ def test_a_converter_exception_is_a_conversion_error_naming_the_converter(
 
     monkeypatch.setattr(float16, "convert_float_to_float16", broken)
     with pytest.raises(ConversionError) as caught:
-        registry.get("fp16").run(fp16_context(tmp_path, conv_relu_mask_cast()))
+        run_fp16(fp16_context(tmp_path, conv_relu_mask_cast()))
     message = str(caught.value)
     assert caught.value.tool.startswith("onnxconverter-common")
     assert "two producers" in message and "packager check" not in message
@@ -230,7 +229,7 @@ def test_a_converted_model_onnxruntime_refuses_names_the_node(
 
     monkeypatch.setattr(float16, "convert_float_to_float16", wrong_cast)
     with pytest.raises(ConversionError) as caught:
-        registry.get("fp16").run(fp16_context(tmp_path, conv_relu_mask_cast()))
+        run_fp16(fp16_context(tmp_path, conv_relu_mask_cast()))
     assert caught.value.node == "mask_to_float"
     assert caught.value.tool.startswith("onnxconverter-common")
 
@@ -318,7 +317,7 @@ def _check_variant(ctx: QuantizeContext) -> None:
 def test_a_cast_to_float_before_a_graph_output_converts(tmp_path: Path) -> None:
     # onnxconverter-common 1.16 alone: "The downstream node of the second cast node should be graph output".
     ctx = fp16_context(tmp_path, cast_before_output())
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     _check_variant(ctx)
     assert details["float_output_casts"] == ["cast_out"]
     casts = [n for n in onnx.load(str(ctx.output)).graph.node if n.op_type == "Cast"]
@@ -330,7 +329,7 @@ def test_a_graph_output_another_node_reads_converts(tmp_path: Path, identity: bo
     # 1.16 alone retypes ``emb`` to float32 under the Relu: "Type (tensor(float16)) of output arg (re)
     # of node (relu) does not match expected type (tensor(float))".
     ctx = fp16_context(tmp_path, output_read_by_a_node(identity))
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     _check_variant(ctx)
     graph = onnx.load(str(ctx.output)).graph
     relu = next(n for n in graph.node if n.name == "relu")

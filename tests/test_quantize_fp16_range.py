@@ -15,9 +15,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from quantize_helpers import fp16_context
+from quantize_helpers import fp16_context, run_fp16
 
-from packager.quantize import fp16_range, registry
+from packager.quantize import fp16_range
 
 FEATURES = 3 * 8 * 8
 WIDTH = 32
@@ -209,7 +209,7 @@ def test_l2_norm_stays_float_and_is_finite_in_fp16_arithmetic(tmp_path: Path) ->
     assert not np.any(emulate(plain, x))
 
     ctx = fp16_context(tmp_path, l2_embedder(), data)
-    registry.get("fp16").run(ctx)
+    run_fp16(ctx)
     for x in data:
         fp16 = emulate(ctx.output, x[None])
         assert np.all(np.isfinite(fp16))
@@ -219,7 +219,7 @@ def test_l2_norm_stays_float_and_is_finite_in_fp16_arithmetic(tmp_path: Path) ->
 def test_an_out_of_range_value_with_two_float_consumers_never_passes_through_fp16(tmp_path: Path) -> None:
     data = _pixels(8)
     ctx = fp16_context(tmp_path, two_norms(), data)
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     assert {"square", "sum_sq", "mean_sq", "sqrt_sum", "sqrt_mean"} <= set(details["kept_in_float"])
     for x in data:
         fp16 = emulate(ctx.output, x[None])
@@ -229,7 +229,7 @@ def test_an_out_of_range_value_with_two_float_consumers_never_passes_through_fp1
 
 def test_audit_record_names_nodes_values_and_limit(tmp_path: Path) -> None:
     data = _pixels(fp16_range.MAX_AUDIT_IMAGES + 8)
-    details = registry.get("fp16").run(fp16_context(tmp_path, l2_embedder(), data))
+    details = run_fp16(fp16_context(tmp_path, l2_embedder(), data))
     audit = details["fp16_range_audit"]
     assert audit["ran"] is True and audit["images"] == fp16_range.MAX_AUDIT_IMAGES
     assert audit["threshold"] == fp16_range.FP16_MAX / audit["margin"]
@@ -248,7 +248,7 @@ def test_audit_record_names_nodes_values_and_limit(tmp_path: Path) -> None:
 
 
 def test_without_calibration_data_the_audit_is_recorded_as_not_run(tmp_path: Path) -> None:
-    details = registry.get("fp16").run(fp16_context(tmp_path, l2_embedder(), None))
+    details = run_fp16(fp16_context(tmp_path, l2_embedder(), None))
     audit = details["fp16_range_audit"]
     assert audit["ran"] is False and "calibration" in audit["reason"]
     assert any("audit did not run" in f for f in details["findings"])
@@ -269,7 +269,7 @@ def test_mean_over_a_large_map_is_kept_when_its_sum_overflows() -> None:
 
 def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -> None:
     ctx = fp16_context(tmp_path, batchnorm_after_relu(), None)
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     (finding,) = details["fp16_weight_range"]["out_of_range"]
     assert finding["initializer"] == "v" and finding["nodes"] == ["bn"]
     assert finding["value"] == 1e8 and finding["would_clamp_to"] == fp16_range.FP16_MAX
@@ -284,7 +284,7 @@ def test_unfoldable_weight_beyond_fp16_is_named_and_kept_exact(tmp_path: Path) -
 def test_lp_normalisation_is_kept_when_the_sum_of_squares_overflows(tmp_path: Path) -> None:
     data = _pixels(8)
     ctx = fp16_context(tmp_path, lp_normalised(), data)
-    details = registry.get("fp16").run(ctx)
+    details = run_fp16(ctx)
     (kept,) = details["fp16_range_audit"]["kept_in_float"]
     assert kept["node"] == "lpnorm"
     # The value is the largest sum of squares over the 256 features, computed here in float64.

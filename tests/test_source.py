@@ -92,6 +92,7 @@ def test_replacing_only_the_data_file_rebuilds_and_ships_the_new_weights(tiny_pr
 
     reran = sorted(s.name for s in second.steps if not s.cached)
     assert reran == [
+        "analyze[embedder:fp16]",
         "prepare[embedder]",
         "quantize[embedder:fp16]",
         "validate[embedder:fp16]",

@@ -20,7 +20,9 @@ The converter is onnxconverter-common 1.16 ``float16.convert_float_to_float16``.
    float tensor they use (QuantizeLinear at opset 13, Celu, ...) stay float. The graph edits are in
    :mod:`packager.quantize.fp16_graph`.
 3. Range audit (:mod:`packager.quantize.fp16_range`): weights beyond 65504, and, with calibration
-   data, activations; those nodes stay float (``node_block_list``).
+   data, activations; those nodes stay float (``node_block_list``). The activation audit is the
+   recipe's ``analysis``, its own step (``analyze[model:fp16]``): new calibration images rerun it,
+   and the conversion only when the set of nodes it keeps in float changes.
 4. Convert with ``check_fp16_ready=False``. That check refuses a graph with any FP16 tensor, to stop
    converting a converted model twice; after step 2 the only FP16 left is compute the exporter chose
    (an autocast region), which the converter leaves alone (it rewrites FLOAT tensors only).
@@ -30,9 +32,11 @@ The converter is onnxconverter-common 1.16 ``float16.convert_float_to_float16``.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +46,7 @@ from onnx import TensorProto, numpy_helper
 from packager import cleanup
 from packager.errors import ConversionError, first_line
 from packager.quantize import fp16_graph, fp16_range
-from packager.quantize.registry import QuantizeContext, register
+from packager.quantize.registry import AnalysisContext, QuantizeContext, register
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +75,22 @@ def _repack_raw(model: onnx.ModelProto) -> int:
     return count
 
 
-@register(
-    "fp16",
-    needs_calibration=False,
-    reads_calibration_data=True,
-    summary="FP16 weights and compute; float32 I/O",
-)
-def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
-    step = f"quantize[{ctx.spec.name}:fp16]"
-    source = onnx.load(str(ctx.reference))
-    model = onnx.load(str(_fold(ctx.reference, ctx.work_dir / "folded.onnx", step)))
+@dataclass(frozen=True)
+class _Prepared:
+    """The FP32 graph as the converter and the range audit both see it (steps 1-2)."""
+
+    source: onnx.ModelProto
+    model: onnx.ModelProto
+    read_outputs: list[str]
+    upcast: int
+    types: dict[str, int]
+
+
+def _prepare(reference: Path, work_dir: Path, step: str) -> _Prepared:
+    """Fold, name every node, keep the used opset imports, upcast FP16 weights, infer shapes. Node names
+    are deterministic, so the audit's decision (node names) applies to the converter's graph."""
+    source = onnx.load(str(reference))
+    model = onnx.load(str(_fold(reference, work_dir / "folded.onnx", step)))
     read_outputs = fp16_graph.separate_read_outputs(model)
     fp16_graph.name_nodes(model.graph)
     # ORT's saved model imports every domain it knows (com.microsoft, org.pytorch.aten, ...): keep the used.
@@ -90,21 +100,46 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     model.opset_import.extend(kept_imports)
     upcast = cleanup.upcast_fp16_weights(model)  # ORT's folding wraps FP16 weights in Casts again
     model = onnx.shape_inference.infer_shapes(model)
-    types = fp16_graph.elem_types(model.graph)
+    return _Prepared(source, model, read_outputs, upcast, fp16_graph.elem_types(model.graph))
+
+
+def analyze_fp16_ranges(ctx: AnalysisContext) -> dict[str, object]:
+    """Step 3's activation part, on the calibration tensors: writes the nodes to keep in float (a
+    sorted JSON list of node names) to ``ctx.decision``; returns the audit record and its findings."""
+    step = f"analyze[{ctx.spec.name}:fp16]"
+    prepared = _prepare(ctx.reference, ctx.work_dir, step)
+    ranges = _audit(prepared.model, np.load(ctx.calibration_data), step)
+    ctx.decision.write_text(json.dumps(sorted({k.node for k in ranges.kept_in_float})))
+    record = ranges.record()
+    return {"fp16_range_audit": record, "findings": fp16_range.activation_findings(record)}
+
+
+@register(
+    "fp16",
+    needs_calibration=False,
+    analysis=analyze_fp16_ranges,
+    summary="FP16 weights and compute; float32 I/O",
+)
+def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
+    step = f"quantize[{ctx.spec.name}:fp16]"
+    prepared = _prepare(ctx.reference, ctx.work_dir, step)
+    source, model, types = prepared.source, prepared.model, prepared.types
 
     weights = fp16_range.weights_out_of_range(model)
-    audit: dict[str, object]
     kept = {n for w in weights for n in w.nodes}
-    if ctx.calibration_data is None:
-        audit = fp16_range.not_run(
+    findings = fp16_range.weight_findings(weights)
+    # The analysis step records the activation audit; without calibration data there is none, and
+    # this step's record says why.
+    not_run: dict[str, object] | None = None
+    if ctx.decision is None:
+        not_run = fp16_range.not_run(
             "no calibration data (the config has no [models.calibration] table): activation ranges are "
             "unknown, and this host's onnxruntime computes most FP16 nodes in float, so validation here "
             "cannot show FP16 overflow"
         )
+        findings += fp16_range.activation_findings(not_run)
     else:
-        ranges = _audit(model, np.load(ctx.calibration_data), step)
-        audit = ranges.record()
-        kept |= {k.node for k in ranges.kept_in_float}
+        kept |= set(json.loads(ctx.decision.read_text()))
     no_fp16 = _no_fp16_in_schema(model, types)
     output_casts = fp16_graph.float_output_casts(model.graph)
     kept |= {*no_fp16, *output_casts}
@@ -120,7 +155,7 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     repacked = _repack_raw(converted)
     onnx.save(converted, str(ctx.output))
     _check_loads(ctx.output, step)
-    return {
+    details: dict[str, object] = {
         "tool": "onnxconverter_common.float16",
         "keep_io_types": True,
         "max_finite_val": fp16_range.FP16_MAX,
@@ -128,10 +163,10 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
         "source_fp16_initializers": sum(
             1 for t in source.graph.initializer if t.data_type == TensorProto.FLOAT16
         ),
-        "fp16_weights_upcast": upcast,
+        "fp16_weights_upcast": prepared.upcast,
         "casts_to_fp16": retargeted,
         "float_output_casts": output_casts,
-        "outputs_given_identity": read_outputs,
+        "outputs_given_identity": prepared.read_outputs,
         "no_fp16_in_schema": no_fp16,
         "float_by_converter_default": _default_float_ops(model.graph),
         "fp16_weight_range": {
@@ -142,11 +177,13 @@ def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
                 model, MIN_POSITIVE, skip={i for n in model.graph.node if n.name in kept for i in n.input}
             ),
         },
-        "fp16_range_audit": audit,
-        "findings": fp16_range.findings(weights, audit),
+        "findings": findings,
         "kept_in_float": sorted(kept),
         "initializers_repacked_raw": repacked,
     }
+    if not_run is not None:
+        details["fp16_range_audit"] = not_run
+    return details
 
 
 def _fold(reference: Path, output: Path, step: str) -> Path:

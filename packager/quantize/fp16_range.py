@@ -166,18 +166,23 @@ def not_run(reason: str) -> dict[str, object]:
 MAX_FINDINGS = 10
 
 
-def findings(weights: list[WeightFinding], audit: dict[str, object]) -> list[str]:
-    """The audit as sentences for the report's findings (the full record stays in the details)."""
-    found = [
+def weight_findings(weights: list[WeightFinding]) -> list[str]:
+    """Out-of-range weights as sentences for the report's findings."""
+    return [
         f"weight {w.initializer} of {', '.join(w.nodes)} holds {w.value:.4g}, beyond FP16's ±{FP16_MAX:.0f} "
         f"(conversion would clamp it to {np.copysign(FP16_MAX, w.value):.0f}): kept in float"
         for w in weights
     ]
+
+
+def activation_findings(audit: dict[str, object]) -> list[str]:
+    """The activation audit as sentences for the report's findings (the full record stays in the
+    details)."""
     if not audit.get("ran"):
-        found.append(f"FP16 activation range audit did not run: {audit.get('reason')}")
+        return [f"FP16 activation range audit did not run: {audit.get('reason')}"]
     kept = audit.get("kept_in_float", [])
     assert isinstance(kept, list)
-    found += [
+    found = [
         f"{k['op']} {k['node']}: {k['why']} on the calibration images: kept in float"
         for k in kept[:MAX_FINDINGS]
     ]

@@ -24,10 +24,28 @@ class QuantizeContext:
     work_dir: Path
     calibrated: Path | None = None
     """The shared calibration step's folder (read with ``Calibrated``); None unless the recipe needs it."""
-    calibration_data: Path | None = None
+    decision: Path | None = None
+    """The JSON its :class:`Recipe` ``analysis`` wrote, when the recipe has one and the config has a
+    ``[models.calibration]`` table; else None."""
+
+
+DECISION_FILE = "decision.json"
+"""What an analysis step writes for its recipe."""
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    """What a recipe's analysis reads and writes (it runs as its own step, before the recipe)."""
+
+    spec: ModelSpec
+    reference: Path
+    """The prepared FP32 model."""
+    calibration_data: Path
     """``.npy`` of preprocessed calibration tensors, float32 ``[N, *input_shape[1:]]`` in the model's
-    layout and value range; given to recipes that read data (``reads_calibration_data``) whenever the
-    config has a ``[models.calibration]`` table, else None."""
+    layout and value range."""
+    decision: Path
+    """Where to write the decision the recipe reads (JSON)."""
+    work_dir: Path
 
 
 @dataclass(frozen=True)
@@ -39,9 +57,12 @@ class Recipe:
     summary: str
     params: Callable[[ModelSpec], dict[str, object]] = field(default=lambda spec: {})
     """The config fields this recipe reads: part of its cache key, so editing them reruns it."""
-    reads_calibration_data: bool = False
-    """Uses the calibration tensors when the config has them (e.g. the FP16 range audit), without
-    requiring them as ``needs_calibration`` does."""
+    analysis: Callable[[AnalysisContext], dict[str, object]] | None = None
+    """A look at the calibration tensors (when the config has them) that the recipe's output depends
+    on without requiring them as ``needs_calibration`` does (the FP16 range audit). It runs as its own
+    step and writes a small decision for the recipe to read, and returns its record (merged into the
+    variant's details): new calibration images rerun the analysis, and the recipe and all that is
+    made from its model only when the decision changes (issue 11: exact invalidation)."""
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -66,7 +87,7 @@ def register(
     needs_calibration: bool,
     summary: str,
     params: Callable[[ModelSpec], dict[str, object]] | None = None,
-    reads_calibration_data: bool = False,
+    analysis: Callable[[AnalysisContext], dict[str, object]] | None = None,
 ) -> Callable[
     [Callable[[QuantizeContext], dict[str, object]]], Callable[[QuantizeContext], dict[str, object]]
 ]:
@@ -75,9 +96,7 @@ def register(
     ) -> Callable[[QuantizeContext], dict[str, object]]:
         if name in _RECIPES:
             raise ValueError(f"variant {name!r} registered twice")
-        _RECIPES[name] = Recipe(
-            name, fn, needs_calibration, summary, params or (lambda spec: {}), reads_calibration_data
-        )
+        _RECIPES[name] = Recipe(name, fn, needs_calibration, summary, params or (lambda spec: {}), analysis)
         return fn
 
     return decorate

@@ -11,7 +11,7 @@ import numpy as np
 from packager.config import ModelSpec
 from packager.quantize import registry
 from packager.quantize.calibrated import run_calibration
-from packager.quantize.registry import QuantizeContext
+from packager.quantize.registry import DECISION_FILE, AnalysisContext, QuantizeContext
 from packager.steps import StepContext
 
 
@@ -41,6 +41,22 @@ def quantize_step(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, 
             output=ctx.out / f"{variant}.onnx",
             work_dir=Path(work),
             calibrated=ctx.inputs.get("calibrated"),
-            calibration_data=ctx.inputs.get("calibration_data"),
+            decision=ctx.inputs.get("decision"),
         )
         return registry.get(variant).run(qctx)
+
+
+def analyze_step(spec: ModelSpec, variant: str, ctx: StepContext) -> dict[str, object]:
+    """Run recipe ``variant``'s analysis on inputs ``reference`` and ``calibration_data``: writes
+    ``decision.json`` for the recipe, returns the analysis record."""
+    analysis = registry.get(variant).analysis
+    assert analysis is not None
+    with tempfile.TemporaryDirectory(prefix=f"packager-analyze-{variant}-") as work:
+        actx = AnalysisContext(
+            spec=spec,
+            reference=ctx.inputs["reference"],
+            calibration_data=ctx.inputs["calibration_data"],
+            decision=ctx.out / DECISION_FILE,
+            work_dir=Path(work),
+        )
+        return analysis(actx)

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from packager.build import OUTPUTS_FILE
 from packager.config import ModelSpec
-from packager.prepare import PreparedMeta
-from packager.results import ModeResult, OrtMode
+from packager.results import ModeResult, OrtMode, PreparedMeta
 from packager.steps import StepContext
 from packager.tasks import TaskContext, load_check
 from packager.validate.evaluate import EvaluationData, LatencySettings, OutputPlan, TaskRun, evaluate
 
-OUTPUTS_FILE = "outputs.npz"
 """Each validate step's outputs on the evaluation tensors, float32 by output name."""
 
 

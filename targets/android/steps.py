@@ -68,7 +68,9 @@ def ort_step(table: AndroidSpec, variant: str, ctx: StepContext) -> dict[str, ob
         "session_config": config.model_dump(mode="json"),
         "eps_left_out": dropped,
     }
-    record = ArtifactRecord(details=details, rejected=found.rejected)
+    record = ArtifactRecord(
+        details=details, rejected=found.rejected, nondeterminism=found.conversion.nondeterminism
+    )
     return ArtifactRecords(artifacts={f"{variant}.ort": record}).model_dump(mode="json")
 
 

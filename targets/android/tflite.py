@@ -104,8 +104,17 @@ def _failure(exc: BaseException, model: onnx.ModelProto, chatter: str, step: str
 
 def _run_onnx2tf(onnx_path: Path, folder: Path, step: str, **options: object) -> float:
     """onnx2tf.convert a scratch copy of ``onnx_path`` into ``folder`` (files ``model_*.tflite``) with
-    signature defs; returns its wall time in seconds. Raises :class:`ConversionError`."""
+    signature defs; returns its wall time in seconds. Raises :class:`ConversionError`.
+
+    Keras' name counters are reset first: onnx2tf builds a Keras model whose layer names (``model_5``,
+    ``tf.math.add_8``) count up per process and land in the .tflite's tensor names, so a second run in
+    one process (tests, a step order the scheduler picks) wrote other bytes (measured: two runs of one
+    model in one process gave two files; after ``clear_session`` both equal a fresh process's).
+    """
     import onnx2tf
+    import tf_keras  # what onnx2tf's tf.keras is: it sets TF_USE_LEGACY_KERAS=1
+
+    tf_keras.backend.clear_session()
 
     work = folder.parent / f".{folder.name}-work"
     shutil.rmtree(work, ignore_errors=True)

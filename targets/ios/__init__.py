@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packager.target import SourceContext, Target, TargetContext, TargetPlan
+from packager.target import PublishContext, ReleaseFiles, SourceContext, Target, TargetContext, TargetPlan
 from targets.ios.config import IosSpec
 
 
@@ -25,10 +25,17 @@ def _generate(context: SourceContext) -> list[Path]:
     return generate(context)
 
 
+def _publish(context: PublishContext) -> ReleaseFiles:
+    from targets.ios.package_archive import publish
+
+    return publish(context)
+
+
 TARGET = Target(
     "ios",
     IosSpec,
     _plan,
     summary="ORT format (CoreML EP options) and Core ML FP16 ML Programs, Swift loaders, a Swift package",
     generate=_generate,
+    publish=_publish,
 )

@@ -56,7 +56,9 @@ def ort_step(table: IosSpec, variant: str, ctx: StepContext) -> dict[str, object
         log.warning("%s", warning)
     if warnings:
         details["warnings"] = warnings
-    record = ArtifactRecord(details=details, rejected=found.rejected)
+    record = ArtifactRecord(
+        details=details, rejected=found.rejected, nondeterminism=found.conversion.nondeterminism
+    )
     return ArtifactRecords(artifacts={f"{variant}.ort": record}).model_dump(mode="json")
 
 

@@ -20,11 +20,13 @@ QuantizeLinear/DequantizeLinear nodes; at ``extended`` they become QLinearConv/Q
 same size whose bytes differ. The graph is the same; what moves is the kernel-type-string table, which
 ``KernelTypeStrResolver::SaveToOrtFormat`` (onnxruntime/core/framework/kernel_type_str_resolver.cc)
 serializes while iterating an ``InlinedHashMap`` (absl ``flat_hash_map``), whose order is seeded per
-process and per table. No session config key changes that. :func:`ort_graph_sha256` hashes the graph that
-onnxruntime loads from the file instead (re-saved as ONNX with optimizations off), which is the same for
-every conversion of one model; use it, not the file bytes, to tell whether a conversion changed anything.
-The converter also writes the absolute paths of the models it read (one a temporary folder) as comments
-into the .config; they are rewritten to file names.
+process and per table. No session config key changes that, so :func:`convert_to_ort` rewrites that table
+in sorted order (:mod:`targets.ort_mobile.canonical`): the same model gives the same bytes, in any folder.
+A file it cannot rewrite (a layout another converter version might write) is kept as written and its
+:attr:`OrtConversion.nondeterminism` says why. :func:`ort_graph_sha256` hashes the graph that onnxruntime
+loads from the file (re-saved as ONNX with optimizations off), which is the same for every conversion of
+one model whatever its bytes. The converter also writes the absolute paths of the models it read (one a
+temporary folder) as comments into the .config; they are rewritten to file names.
 """
 
 from __future__ import annotations
@@ -123,9 +125,11 @@ class OrtConversion:
     required_ops: tuple[RequiredOps, ...]
     size_bytes: int
     graph_sha256: str
-    """:func:`ort_graph_sha256` of the file: the same for every conversion of the same model, unlike the
-    file bytes (see the module docstring)."""
+    """:func:`ort_graph_sha256` of the file: the same for every conversion of the same model."""
     seconds: float
+    nondeterminism: str | None = None
+    """Why another conversion of the same model may give other bytes (the file could not be rewritten
+    canonically, see the module docstring); ``None``: it gives the same bytes."""
 
 
 # --- conversion ----------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def convert_to_ort(
         config = _one(written, "*.config")
         ort_path = out_dir / ort_file.name
         config_path = out_dir / config.name
-        ort_file.replace(ort_path)
+        nondeterminism = _write_canonical(ort_file, ort_path)
         config_path.write_text(_config_without_paths(config.read_text()))
     conversion = OrtConversion(
         ort_path=ort_path,
@@ -188,6 +192,7 @@ def convert_to_ort(
         size_bytes=ort_path.stat().st_size,
         graph_sha256=ort_graph_sha256(ort_path),
         seconds=time.perf_counter() - start,
+        nondeterminism=nondeterminism,
     )
     log.info(
         "%s -> %s (%s, %s, %d bytes, %.2f s)",
@@ -199,6 +204,25 @@ def convert_to_ort(
         conversion.seconds,
     )
     return conversion
+
+
+def _write_canonical(written: Path, ort_path: Path) -> str | None:
+    """Write the converter's ``written`` file to ``ort_path`` with its kernel-type-string table in sorted
+    order; returns why not when its layout is not the one :mod:`targets.ort_mobile.canonical` rewrites."""
+    import onnxruntime as ort
+
+    from targets.ort_mobile.canonical import canonical_ort
+
+    canonical = canonical_ort(written.read_bytes())
+    ort_path.write_bytes(canonical.data)
+    if canonical.problem is None:
+        return None
+    log.warning("%s: %s kept as the converter wrote it: %s", TOOL, ort_path.name, canonical.problem)
+    return (
+        f"onnxruntime {ort.__version__}'s converter writes its kernel-type-string table in hash-map order "
+        f"(absl flat_hash_map, seeded per process), and this file could not be rewritten in sorted order: "
+        f"{canonical.problem}"
+    )
 
 
 def _scratch_copy(model: Path, folder: Path) -> Path:

