@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "faceid" / "packager.toml"
 PACKAGER = [sys.executable, "-m", "packager.cli"]
-STEP_LINE = re.compile(r"^\s+(\S+)\s+(cached|ran in ([0-9.]+)s|FAILED|skipped)")
+# Step names may hold spaces ("...:ort:int8 weights, float activations]"): a name ends at its last "]".
+STEP_LINE = re.compile(r"^  (\S.*\])\s+(cached|ran in ([0-9.]+)s|FAILED|skipped)")
 
 
 @dataclass(frozen=True)
