@@ -292,7 +292,8 @@ class StepRunner:
             reason = why_rerun(self.cache.last_run(step.name), record)
             log.info("%s runs: %s", step.name, reason)
             return PendingStep(step, key, inputs, record, reason)
-        self.cache.remember(step.name, record)
+        if self.cache.last_run(step.name) != normalized_meta(record):  # a no-op rewrites no record
+            self.cache.remember(step.name, record)
         result = StepResult(step.name, key, self.cache.entry(key) / "out", meta, True, "cached", 0.0)
         self.results[step.name] = result
         return result
