@@ -750,8 +750,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         err_console.print(f"[red]mismatch:[/] {escape(problem)}", soft_wrap=True)
     if verification.problems:
         err_console.print(
-            f"{args.bundle}: {len(verification.problems)} problem(s) against its manifest; rebuild or "
-            "re-copy the bundle"
+            f"{args.bundle}: {len(verification.problems)} problem(s) against its manifest; re-copy the "
+            "bundle, or `packager clean --dist` and build again (a rebuild alone keeps a bundle whose "
+            "changed files kept their size and mtime)"
         )
         return EXIT_ERROR
     console.print(

@@ -200,7 +200,11 @@ def statement(
             "annotations": {"dirty": source.dirty},
         }
         if source.remote:
-            repository["uri"] = f"git+{source.remote}"
+            remote = source.remote
+            # A local path is no URI: SPDX/pip style `git+file:///path`.
+            if "://" not in remote and not remote.startswith("git@") and Path(remote).is_absolute():
+                remote = Path(remote).as_uri()
+            repository["uri"] = f"git+{remote}"
         dependencies.append(repository)
     build_tools = sorted((k, v) for k, v in manifest.tool_versions.items() if k != "packager")
     dependencies += [_distribution(name, version) for name, version in build_tools]

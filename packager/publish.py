@@ -87,7 +87,8 @@ def checked_bundle(bundle: Path, allow_failed_gates: bool) -> Manifest:
         raise DataError(
             bundle,
             f"does not match its manifest.json ({count} problem(s); first: {verification.problems[0]})",
-            f"run `packager verify {bundle}` for the list, then rebuild or re-copy the bundle",
+            f"run `packager verify {bundle}` for the list, then re-copy the bundle, or "
+            "`packager clean --dist` and build again",
         )
     manifest = load_manifest(bundle / MANIFEST, DataError)
     if not manifest.passed and not allow_failed_gates:

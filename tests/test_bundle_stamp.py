@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from packager.build import BuildOptions
@@ -47,3 +48,15 @@ def test_a_new_gate_bar_rewrites_the_bundle_without_rerunning_a_step(tiny_projec
     again = build_project(load_config(tiny_project(variants='["fp16"]', min_cos=0.91)), BuildOptions())
     assert again.rewritten and all(step.cached for step in again.steps)
     assert '"min_mean_cosine": 0.91' in (again.bundle / "manifest.json").read_text()
+
+
+def test_staging_left_by_a_killed_build_is_removed_by_the_next(tiny_project) -> None:
+    config = tiny_project(variants='["fp16"]')
+    out = config.parent / "dist"
+    out.mkdir()
+    leftover = out / ".tiny-0.1.0-999999999-abc"  # no such pid: its build is gone
+    (leftover / "models").mkdir(parents=True)
+    live = out / f".tiny-0.1.0-{os.getpid()}-xyz"  # this process: alive
+    live.mkdir()
+    build_project(load_config(config), BuildOptions())
+    assert not leftover.exists() and live.exists()
