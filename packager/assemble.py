@@ -123,19 +123,23 @@ def _artifact(
     )
 
 
+def merged_details(made: dict[str, object], described: dict[str, object]) -> dict[str, object]:
+    """A core variant's details: its making step's record, then the facts of the step that describes
+    it (a recipe's analysis); findings (lists) of both add up, other facts of the describing step win."""
+    details = dict(made)
+    for key, value in described.items():
+        known = details.get(key)
+        details[key] = [*known, *value] if isinstance(known, list) and isinstance(value, list) else value
+    return details
+
+
 def _record(product: Product, results: dict[str, StepResult]) -> ArtifactRecord:
     """What the steps say about a product: a core variant's recipe facts, or a target's
     :class:`ArtifactRecords` entry from its making step and its ``details_step``, merged."""
     made = results[product.source.step]
     if product.platform == "any":
-        details = dict(made.meta)
-        if product.details_step is not None and product.details_step in results:
-            for key, value in results[product.details_step].meta.items():
-                known = details.get(key)
-                # Findings of both steps add up; other facts of the describing step are its own.
-                details[key] = (
-                    [*known, *value] if isinstance(known, list) and isinstance(value, list) else value
-                )
+        described = results.get(product.details_step) if product.details_step is not None else None
+        details = merged_details(made.meta, described.meta if described else {})
         return ArtifactRecord(details=details)
     record = ArtifactRecord()
     for step in (product.source.step, product.details_step):

@@ -16,7 +16,7 @@ from packager.cache import open_cache
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
 from packager.manifest import ManifestContent
-from packager.plan import make_plan, subset
+from packager.plan import Plan, make_plan, subset
 from packager.report.tables import failure_messages
 from packager.results import BuildResult
 from packager.scheduler import Observer, PlanOutcome, run_plan
@@ -52,11 +52,9 @@ def build_project(
     """
     out_root = out or config.build.out
     ensure_writable(out_root)
-    planned = make_plan(config, options)
-    runner = StepRunner(open_cache(config.build), progress)
-    outcome = run_plan(planned.steps, runner, observer, jobs)
+    planned, runner, outcome = _run_steps(config, options, progress, observer, jobs)
     result, files = assemble(config, options, planned, outcome, runner.hasher)
-    step_results = [outcome.results[s.name] for s in planned.steps if s.name in outcome.results]
+    step_results = _in_plan_order(planned, outcome)
     broken = [f"{m.name}:{f.variant}: {f.error}" for m in result.models for f in m.failed if not f.optional]
     gate_failures = [
         msg for m in result.models for v in m.variants for msg in failure_messages(v.variant, v.gates)
@@ -114,12 +112,26 @@ def run_subset(
     Raises:
         ConfigError: a model or platform that the config does not have.
     """
-    planned = make_plan(subset(config, models, platforms), options)
+    planned, _, outcome = _run_steps(subset(config, models, platforms), options, progress, observer, jobs)
+    return PartialOutcome(_in_plan_order(planned, outcome), outcome)
+
+
+def _run_steps(
+    config: Config,
+    options: BuildOptions,
+    progress: Callable[[str, int, int], None] | None,
+    observer: Observer | None,
+    jobs: int,
+) -> tuple[Plan, StepRunner, PlanOutcome]:
+    """Plan ``config`` and run its steps against its cache."""
+    planned = make_plan(config, options)
     runner = StepRunner(open_cache(config.build), progress)
-    outcome = run_plan(planned.steps, runner, observer, jobs)
-    return PartialOutcome(
-        [outcome.results[s.name] for s in planned.steps if s.name in outcome.results], outcome
-    )
+    return planned, runner, run_plan(planned.steps, runner, observer, jobs)
+
+
+def _in_plan_order(planned: Plan, outcome: PlanOutcome) -> list[StepResult]:
+    """The results of the steps that ran or were cached, in plan order (failed ones have none)."""
+    return [outcome.results[s.name] for s in planned.steps if s.name in outcome.results]
 
 
 def _generators(config: Config) -> list[SourceGenerator]:

@@ -145,7 +145,7 @@ class _Run:
         scratch = self.runner.scratch()
         tool_log = self.runner.cache.root / "logs" / "steps" / f"{_file_name(step.name)}.log"
         context = self.runner.context(pending, scratch / "out")
-        self.running[step.name] = Worker(pending, context, scratch, tool_log, self.runner.cache)
+        self.running[step.name] = Worker(pending, context, scratch, tool_log, self.runner)
 
     def collect(self, worker: Worker) -> None:
         step = worker.pending.step

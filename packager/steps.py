@@ -320,6 +320,13 @@ class StepRunner:
         self.results[pending.step.name] = result
         return result
 
+    def step_error(self, step: Step, exc: BaseException) -> PackagerError:
+        """What a step that raised ``exc`` failed with, in this process or a worker: a PackagerError as
+        raised, a full disk as the cache's :class:`CacheFull`, anything else as a :class:`StepError`."""
+        if isinstance(exc, PackagerError):
+            return exc
+        return self.cache.disk_full_error(exc) or step_failed(step, exc)
+
     def execute(self, pending: PendingStep) -> StepResult:
         """Run a step in this process."""
         tmp = self.scratch()
@@ -330,7 +337,7 @@ class StepRunner:
         except PackagerError:
             raise
         except Exception as exc:
-            raise self.cache.disk_full_error(exc) or step_failed(pending.step, exc) from exc
+            raise self.step_error(pending.step, exc) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from packager.cache import Cache
 from packager.errors import PackagerError, StepError
-from packager.steps import PendingStep, Step, StepContext, step_failed
+from packager.steps import PendingStep, StepContext, StepRunner
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,9 @@ class CarriedError:
     traceback: str
 
     @classmethod
-    def of(cls, exc: BaseException, step: Step, cache: Cache) -> CarriedError:
+    def of(cls, exc: BaseException, error: PackagerError) -> CarriedError:
+        """``error``: what the step failed with (``StepRunner.step_error`` of ``exc``)."""
         tb = "".join(traceback.format_exception(exc))
-        error = (
-            exc if isinstance(exc, PackagerError) else cache.disk_full_error(exc) or step_failed(step, exc)
-        )
         try:
             state = pickle.dumps(vars(error))
         except Exception:  # an attribute that does not pickle: the text still says what failed
@@ -104,7 +101,7 @@ def _die_with_parent() -> None:
 
 
 def _child(
-    pending: PendingStep, context: StepContext, conn: Connection, tool_log: Path, cache: Cache
+    pending: PendingStep, context: StepContext, conn: Connection, tool_log: Path, runner: StepRunner
 ) -> None:  # pragma: no cover - runs in the forked process (its effects are tested)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills us
@@ -130,7 +127,7 @@ def _child(
         meta = pending.step.run(context)
         conn.send(("done", json.dumps(meta, sort_keys=True, default=str)))
     except BaseException as exc:
-        conn.send(("error", CarriedError.of(exc, pending.step, cache)))
+        conn.send(("error", CarriedError.of(exc, runner.step_error(pending.step, exc))))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -141,7 +138,7 @@ class Worker:
     """One step running in a forked child; the scheduler polls :attr:`conn` and calls :meth:`pump`."""
 
     def __init__(
-        self, pending: PendingStep, context: StepContext, scratch: Path, tool_log: Path, cache: Cache
+        self, pending: PendingStep, context: StepContext, scratch: Path, tool_log: Path, runner: StepRunner
     ) -> None:
         self.pending = pending
         self.scratch = scratch
@@ -152,7 +149,10 @@ class Worker:
         tool_log.parent.mkdir(parents=True, exist_ok=True)
         receive, send = _FORK.Pipe(duplex=False)
         self.process = _FORK.Process(
-            target=_child, args=(pending, context, send, tool_log, cache), name=pending.step.name, daemon=True
+            target=_child,
+            args=(pending, context, send, tool_log, runner),
+            name=pending.step.name,
+            daemon=True,
         )
         self.started = time.perf_counter()
         self.process.start()

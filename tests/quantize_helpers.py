@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from packager.assemble import merged_details
 from packager.config import parse_config
 from packager.prepare import prepare_reference
 from packager.quantize import registry
@@ -96,13 +97,9 @@ def fp16_context(tmp_path: Path, model: onnx.ModelProto, data: np.ndarray | None
 
 def run_fp16(ctx: QuantizeContext) -> dict[str, object]:
     """The fp16 recipe's details merged with its analysis record, as the bundle's manifest shows them."""
-    details = registry.get("fp16").run(ctx)
     analysis = ctx.output.parent / "analysis.json"
-    if analysis.exists():
-        for key, value in json.loads(analysis.read_text()).items():
-            known = details.get(key)
-            details[key] = [*known, *value] if isinstance(known, list) and isinstance(value, list) else value
-    return details
+    described = json.loads(analysis.read_text()) if analysis.exists() else {}
+    return merged_details(registry.get("fp16").run(ctx), described)
 
 
 def op_counts(path: Path) -> dict[str, int]:
