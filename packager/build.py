@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 from packager import datasets
 from packager.config import Config, ModelSpec
 from packager.errors import ConfigError
+from packager.hashing import Hasher
 from packager.quantize import registry
 from packager.quantize.calibrated import CHECK_EVERY
 from packager.results import OrtMode
 from packager.source import source_inputs
 from packager.steps import Step, StepContext, StepOutput
 from packager.target import Product
-from packager.tasks import check_file, load_check
+from packager.tasks import check_file, find_check
 from packager.validate.evaluate import LatencySettings
 
 if TYPE_CHECKING:
@@ -109,13 +110,16 @@ class StepNames:
         return f"validate[{self.model}:{variant}]"
 
 
-def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[Step]:
+def model_steps(
+    config: Config, spec: ModelSpec, variants: list[str], memo: Hasher | None = None
+) -> list[Step]:
     """One model's core steps: prepare, calibration data and calibration, evaluation data, the FP32
-    reference's validation, and each variant's quantization and validation (see :class:`StepNames`)."""
+    reference's validation, and each variant's quantization and validation (see :class:`StepNames`).
+    ``memo`` keeps what the plan reads from large inputs across builds (:meth:`Hasher.derived`)."""
     names = StepNames(spec.name)
-    if spec.task is not None:  # a task check that does not import fails now, not after the first steps
+    if spec.task is not None:  # a task check that cannot be found fails now, not after the first steps
         try:
-            load_check(spec.task.check, config.path.parent.resolve())
+            find_check(spec.task.check, config.path.parent.resolve())
         except ConfigError as exc:
             raise ConfigError(f"{config.path} [models] {spec.name!r}", exc.problems) from None
     steps = [
@@ -123,14 +127,14 @@ def model_steps(config: Config, spec: ModelSpec, variants: list[str]) -> list[St
             names.prepare,
             "prepare",
             run=lambda ctx: _prepare(spec, ctx),
-            inputs=source_inputs(spec.source),
+            inputs=source_inputs(spec.source, memo),
             params={"input": spec.input.model_dump(mode="json"), "output": spec.primary_output},
             tools=GRAPH_TOOLS,
         )
     ]
     if spec.calibration is not None and any(_reads_calibration(v) for v in variants):
         steps += _calibration_steps(spec, names, any(registry.get(v).needs_calibration for v in variants))
-    steps += _evaluation_steps(config, spec, names)
+    steps += _evaluation_steps(config, spec, names, memo)
     for variant in variants:
         steps += _variant_steps(config, spec, names, variant)
     return steps
@@ -215,9 +219,9 @@ def _validate_params(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...]
     }
 
 
-def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames) -> list[Step]:
+def _evaluation_steps(config: Config, spec: ModelSpec, names: StepNames, memo: Hasher | None) -> list[Step]:
     """Evaluation images and/or pairs -> tensors, then the FP32 reference's own outputs and metrics."""
-    evalset = datasets.load_evaluation(spec.evaluation)
+    evalset = datasets.load_evaluation(spec.evaluation, memo)
     return [
         Step(
             names.evaluation,

@@ -15,6 +15,7 @@ from packager.bundle_stamp import bundle_stamp
 from packager.cache import open_cache
 from packager.config import Config
 from packager.errors import GateFailed, VariantsFailed
+from packager.hashing import Hasher
 from packager.manifest import ManifestContent
 from packager.plan import Plan, make_plan, subset
 from packager.report.tables import failure_messages
@@ -124,8 +125,10 @@ def _run_steps(
     jobs: int,
 ) -> tuple[Plan, StepRunner, PlanOutcome]:
     """Plan ``config`` and run its steps against its cache."""
-    planned = make_plan(config, options)
-    runner = StepRunner(open_cache(config.build), progress)
+    cache = open_cache(config.build)
+    hasher = Hasher(memo=cache.memo_file)  # input digests and plan facts kept across builds: fast no-ops
+    planned = make_plan(config, options, hasher)
+    runner = StepRunner(cache, progress, hasher)
     return planned, runner, run_plan(planned.steps, runner, observer, jobs)
 
 

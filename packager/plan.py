@@ -16,6 +16,7 @@ from packager import build
 from packager.build import BASELINE, BuildOptions, StepNames, variants_for
 from packager.config import Config, ModelSpec
 from packager.errors import ConfigError
+from packager.hashing import Hasher
 from packager.quantize import registry
 from packager.steps import Step, StepOutput
 from packager.target import ModelProducts, Product, TargetContext, installed_targets
@@ -88,8 +89,12 @@ def _upstream(spec: ModelSpec, products: list[Product], steps: _Steps) -> ModelP
     )
 
 
-def make_plan(config: Config, options: BuildOptions) -> Plan:
+def make_plan(config: Config, options: BuildOptions, memo: Hasher | None = None) -> Plan:
     """Core steps and products, then each configured target's, then a validation step per product.
+
+    ``memo`` keeps what planning reads from large inputs (an ONNX model's external-data names, a
+    pairs file's parse) across builds while they are unchanged; a build passes its cache's
+    (:attr:`Cache.memo_file`).
 
     Raises:
         ConfigError: a configured target is not installed, or two targets plan one step differently.
@@ -99,7 +104,7 @@ def make_plan(config: Config, options: BuildOptions) -> Plan:
     validations: dict[str, str] = {}
     for spec in config.models:
         variants = variants_for(spec, options)
-        for step in build.model_steps(config, spec, variants):
+        for step in build.model_steps(config, spec, variants, memo):
             steps.add(step, "core")
         model_products = core_products(spec, variants)
         products += model_products

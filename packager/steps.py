@@ -94,14 +94,27 @@ class StepFailure:
         return self.root != self.name
 
 
+@functools.cache
 def packager_fingerprint() -> str:
-    """sha256 (12 hex) of packager's own source files (:func:`code_fingerprint` of ``packager``).
+    """sha256 (12 hex) of packager's own source files: every ``.py`` under the package
+    (:func:`tree_fingerprint`).
 
     The version number alone does not change between commits, so a cache entry written by older
     code (another step-record layout, another metric) would be reused by newer code: the code
-    itself is an input of every step. Computed once per process (the code cannot change under it).
+    itself is an input of every step. All of it, not an import closure: the steps' bodies reach the
+    recipes by name (:class:`packager.quantize.registry.Entry`). Computed once per process (the code
+    cannot change under it).
     """
-    return code_fingerprint("packager")
+    return tree_fingerprint(Path(__file__).resolve().parent)
+
+
+def tree_fingerprint(root: Path) -> str:
+    """sha256 (12 hex) of every ``.py`` file under ``root``: relative paths and bytes, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @functools.cache
@@ -265,9 +278,15 @@ class StepRunner:
     """Keys steps, answers hits from the cache, and runs misses (in this process with :meth:`execute`,
     or elsewhere: :meth:`scratch`, :meth:`context`, then :meth:`finish` with the step's metadata)."""
 
-    def __init__(self, cache: Cache, progress: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        progress: Callable[[str, int, int], None] | None = None,
+        hasher: Hasher | None = None,
+    ) -> None:
         self.cache = cache
-        self.hasher = Hasher(memo=cache.memo_file)  # input digests kept across builds: fast no-ops
+        # Input digests kept across builds (fast no-ops); the build shares its plan's hasher.
+        self.hasher = hasher or Hasher(memo=cache.memo_file)
         self.progress = progress or (lambda label, done, total: None)
         self.results: dict[str, StepResult] = {}
 

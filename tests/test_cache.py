@@ -201,7 +201,7 @@ def test_hasher_memo_skips_torn_lines_and_compacts(tmp_path: Path) -> None:
     data.write_bytes(b"abc")
     os.utime(data, ns=(time.time_ns() - 10**10,) * 2)
     memo = tmp_path / "hashes.jsonl"
-    stale = json.dumps([str(data), 1, 1, 1, "0" * 64]) + "\n"
+    stale = json.dumps(["sha256", str(data), 1, 1, 1, "0" * 64]) + "\n"
     memo.write_text(stale * 200 + '["torn", 1,\n')
     hasher = Hasher(memo=memo)
     assert hasher.file(data) == Hasher().file(data)
@@ -217,3 +217,32 @@ def test_remember_from_two_processes_never_fails(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "c")]) for _ in range(2)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     assert Cache(tmp_path / "c").last_run("quantize[m:fp16]") == {"i": 299}
+
+
+def test_a_derived_fact_is_computed_once_across_builds_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a.jpg b.jpg 1\n")
+    os.utime(pairs, ns=(time.time_ns() - 10**10,) * 2)
+    memo, calls = tmp_path / "hashes.jsonl", []
+
+    def count_lines(path: Path) -> dict[str, int]:
+        calls.append(path)
+        return {"lines": len(path.read_text().splitlines())}
+
+    assert Hasher(memo=memo).derived(pairs, "lines", count_lines) == {"lines": 1}
+    assert Hasher(memo=memo).derived(pairs, "lines", count_lines) == {"lines": 1}
+    assert len(calls) == 1
+    pairs.write_text("a.jpg b.jpg 1\nb.jpg c.jpg 0\n")
+    assert Hasher(memo=memo).derived(pairs, "lines", count_lines) == {"lines": 2}
+    assert len(calls) == 2
+
+
+def test_a_derived_fact_and_the_digest_of_one_file_are_kept_apart(tmp_path: Path) -> None:
+    data = tmp_path / "model.onnx"
+    data.write_bytes(b"weights")
+    os.utime(data, ns=(time.time_ns() - 10**10,) * 2)
+    memo = tmp_path / "hashes.jsonl"
+    Hasher(memo=memo).derived(data, "external-data", lambda path: ["model.onnx.data"])
+    again = Hasher(memo=memo)
+    assert again.file(data) == hashlib.sha256(b"weights").hexdigest() and again.hashed_bytes == 7
+    assert again.derived(data, "external-data", lambda path: []) == ["model.onnx.data"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,7 @@ import pytest
 from packager.config import CalibrationSpec, InputSpec
 from packager.datasets import calibration_sources, load_calibration, load_pairs
 from packager.errors import DataError
+from packager.hashing import Hasher
 
 INPUT = InputSpec(size=[8, 8])
 
@@ -76,6 +79,33 @@ def test_pairs_are_deduplicated_into_images(tmp_path: Path) -> None:
     assert len(evalset.images) == 3
     assert evalset.pairs.tolist() == [[0, 1], [0, 2], [1, 2]]
     assert evalset.labels.tolist() == [1, 0, 0]
+
+
+def _kept_pairs(tmp_path: Path) -> tuple[Path, Path]:
+    """A pairs file old enough for the memo to keep its parse (outside the racy window)."""
+    for name in "abc":
+        _image(tmp_path / f"{name}.png")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a.png b.png 1\na.png c.png 0\n")
+    os.utime(pairs, ns=(time.time_ns() - 10**10,) * 2)
+    return pairs, tmp_path / "hashes.jsonl"
+
+
+def test_a_kept_pairs_parse_is_the_parse(tmp_path: Path) -> None:
+    pairs, memo = _kept_pairs(tmp_path)
+    load_pairs(pairs, Hasher(memo=memo))
+    kept = load_pairs(pairs, Hasher(memo=memo))
+    fresh = load_pairs(pairs)
+    assert kept.images == fresh.images
+    assert kept.pairs.tolist() == fresh.pairs.tolist() and kept.labels.tolist() == fresh.labels.tolist()
+
+
+def test_a_kept_pairs_parse_still_names_an_image_deleted_since(tmp_path: Path) -> None:
+    pairs, memo = _kept_pairs(tmp_path)
+    load_pairs(pairs, Hasher(memo=memo))
+    (tmp_path / "c.png").unlink()
+    with pytest.raises(DataError, match=r"pairs\.txt:2: image 'c\.png' does not exist"):
+        load_pairs(pairs, Hasher(memo=memo))
 
 
 def test_malformed_pair_line_names_the_line_number(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 import model_factory
@@ -15,6 +17,7 @@ import pytest
 from packager.build import BuildOptions
 from packager.config import load_config
 from packager.errors import ModelError
+from packager.hashing import Hasher
 from packager.pipeline import build_project
 from packager.source import source_files, source_inputs, source_sha256
 
@@ -71,6 +74,17 @@ def test_source_checksum_is_the_concatenation_of_model_and_data(tmp_path: Path) 
     files = source_files(path)
     expected = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
     assert source_sha256(files, lambda p: "unused") == expected
+
+
+def test_a_kept_list_of_data_files_still_names_a_data_file_deleted_since(tmp_path: Path) -> None:
+    path = _save_external(model_factory.mobilefacenet_like(size=32), tmp_path / "m.onnx")
+    os.utime(path, ns=(time.time_ns() - 10**10,) * 2)  # old enough for the memo to keep it
+    memo = tmp_path / "hashes.jsonl"
+    assert source_files(path, Hasher(memo=memo)) == source_files(path)
+    assert "onnx-external-data" in memo.read_text()
+    (tmp_path / "m.onnx.data").unlink()
+    with pytest.raises(ModelError, match=r"external data file m\.onnx\.data not found"):
+        source_files(path, Hasher(memo=memo))
 
 
 def test_missing_external_data_file_names_it_and_the_fix(tmp_path: Path) -> None:

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
+import packager
 from packager.cache import Cache
 from packager.errors import StepError
-from packager.steps import Step, StepContext, StepOutput, StepRunner, step_key
+from packager.steps import (
+    Step,
+    StepContext,
+    StepOutput,
+    StepRunner,
+    packager_fingerprint,
+    step_key,
+    tree_fingerprint,
+)
 
 
 def test_step_key_is_pinned() -> None:
@@ -89,3 +98,20 @@ def test_failed_step_leaves_no_entry(tmp_path: Path) -> None:
     with pytest.raises(StepError, match="step boom failed: RuntimeError: tool crashed"):
         runner.run(Step("boom", "test", run=boom))
     assert not list((tmp_path / "cache").rglob("half.bin"))
+
+
+def test_packager_code_in_every_key_is_all_of_its_modules() -> None:
+    """A recipe body is reached by name, not by an import the step's module makes: packager's own
+    fingerprint must cover every module, or editing fp16.py would reuse FP16 steps of the old code."""
+    root = Path(packager.__file__).resolve().parent
+    assert packager_fingerprint() == tree_fingerprint(root)
+
+
+def test_editing_any_nested_module_changes_the_tree_fingerprint(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "quantize").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    recipe = tmp_path / "pkg" / "quantize" / "fp16.py"
+    recipe.write_text("LIMIT = 65504\n")
+    before = tree_fingerprint(tmp_path / "pkg")
+    recipe.write_text("LIMIT = 65000\n")
+    assert tree_fingerprint(tmp_path / "pkg") != before

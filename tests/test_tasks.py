@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from packager.errors import ConfigError
-from packager.tasks import TaskContext, load_check
+from packager.tasks import TaskContext, find_check, load_check
 from packager.tasks.topk import check
 
 CONTEXT = TaskContext(np.zeros((3, 1)), (32, 32), "NCHW")
@@ -43,6 +44,36 @@ def test_a_check_in_a_project_file_is_loaded_relative_to_the_config(tmp_path: Pa
         ("missing.py:check", "cannot import"),
     ],
 )
-def test_a_check_that_cannot_be_found_is_a_config_error(tmp_path: Path, spec: str, message: str) -> None:
+@pytest.mark.parametrize("find", [load_check, find_check], ids=["load", "find"])
+def test_a_check_that_cannot_be_found_is_a_config_error(
+    tmp_path: Path, spec: str, message: str, find: Callable[[str, Path], object]
+) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_check(spec, tmp_path)
+        find(spec, tmp_path)
+
+
+def test_finding_a_check_at_plan_time_does_not_import_what_it_uses(tmp_path: Path) -> None:
+    """The plan runs on every build, a no-op too: the check's own imports wait for its step."""
+    (tmp_path / "heavy_check.py").write_text(
+        "import module_that_is_not_installed\ndef check(reference, candidate, context):\n    return []\n"
+    )
+    find_check("heavy_check.py:check", tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot import 'heavy_check\.py'"):
+        load_check("heavy_check.py:check", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["check = lambda reference, candidate, context: []\n", "from packager.tasks.topk import check\n"],
+    ids=["assigned", "imported"],
+)
+def test_a_check_bound_other_than_by_def_is_found(tmp_path: Path, source: str) -> None:
+    (tmp_path / "other.py").write_text(source)
+    find_check("other.py:check", tmp_path)
+    assert callable(load_check("other.py:check", tmp_path))
+
+
+def test_a_check_file_with_a_syntax_error_is_a_config_error_at_plan_time(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def check(reference, candidate, context)\n    return []\n")
+    with pytest.raises(ConfigError, match=r"cannot import 'broken\.py' \(expected ':'"):
+        find_check("broken.py:check", tmp_path)

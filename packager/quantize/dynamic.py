@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from packager.quantize.calibration import preprocess_for_quantization, quiet_ort_logging
-from packager.quantize.registry import QuantizeContext, register
+from packager.quantize.registry import QuantizeContext
 
 
 def _has_conv(path: Path) -> bool:
@@ -27,7 +27,6 @@ def _has_conv(path: Path) -> bool:
     return any(n.op_type == "Conv" for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
-@register("int8-dynamic", needs_calibration=False, summary="INT8 weights, activations quantized at run time")
 def quantize_dynamic_int8(ctx: QuantizeContext) -> dict[str, object]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

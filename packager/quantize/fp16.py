@@ -46,7 +46,7 @@ from onnx import TensorProto, numpy_helper
 from packager import cleanup
 from packager.errors import ConversionError, first_line
 from packager.quantize import fp16_graph, fp16_range
-from packager.quantize.registry import AnalysisContext, QuantizeContext, register
+from packager.quantize.registry import AnalysisContext, QuantizeContext
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,6 @@ def analyze_fp16_ranges(ctx: AnalysisContext) -> dict[str, object]:
     return {"fp16_range_audit": record, "findings": fp16_range.activation_findings(record)}
 
 
-@register(
-    "fp16",
-    needs_calibration=False,
-    analysis=analyze_fp16_ranges,
-    summary="FP16 weights and compute; float32 I/O",
-)
 def convert_fp16(ctx: QuantizeContext) -> dict[str, object]:
     step = f"quantize[{ctx.spec.name}:fp16]"
     prepared = _prepare(ctx.reference, ctx.work_dir, step)

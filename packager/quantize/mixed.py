@@ -41,14 +41,14 @@ from typing import TYPE_CHECKING
 
 from packager.quantize.calibrated import Calibrated
 from packager.quantize.calibration import build_qdq, quantizable_nodes
-from packager.quantize.registry import QuantizeContext, register
+from packager.quantize.registry import QuantizeContext
 from packager.quantize.sensitivity import NodeSensitivity, node_sensitivity
 from packager.quantize.static_qdq import calibrated_of
 from packager.validate.metrics import cosine_stats
 from packager.validate.runners import OrtRunner
 
 if TYPE_CHECKING:  # config imports the recipe registry: no import back at run time
-    from packager.config import MixedSpec, ModelSpec
+    from packager.config import MixedSpec
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ SENSITIVITY_PROBES = 8
 MAX_MEASURED = 64
 """At most this many candidates are measured alone (SFace has 30, about 1.3 s each here); beyond
 it, the ones highest in SQNR drop."""
-
-
-def mixed_params(spec: ModelSpec) -> dict[str, object]:
-    return {"mixed": spec.mixed.model_dump(mode="json")}
 
 
 @dataclass(frozen=True)
@@ -147,12 +143,6 @@ class _Search:
         return Trial(path, float_nodes, tuning, check, path.stat().st_size / self.reference_bytes)
 
 
-@register(
-    "mixed",
-    needs_calibration=True,
-    summary="static INT8 (QDQ) with the most sensitive nodes kept in float",
-    params=mixed_params,
-)
 def quantize_mixed(ctx: QuantizeContext) -> dict[str, object]:
     calibrated = calibrated_of(ctx)
     details, limits = calibrated.details(), ctx.spec.mixed

@@ -1,7 +1,14 @@
-"""Quantization recipes by name, registered with a decorator; a miss lists the valid names."""
+"""Quantization recipes by name; a miss lists the valid names.
+
+The built-in recipes are declared in :data:`BUILTIN` with their bodies named by module and function
+(:class:`Entry`) and imported on first call: the plan reads names, ``needs_calibration`` and
+``params`` on every build, and a no-op rebuild must not import onnx and the recipes' tools (issue 11:
+no-op <= 0.6 s). Other recipes register with the :func:`register` decorator.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +72,54 @@ class Recipe:
     made from its model only when the decision changes (issue 11: exact invalidation)."""
 
 
-_RECIPES: dict[str, Recipe] = {}
+@dataclass(frozen=True)
+class Entry:
+    """A recipe function named by its module and attribute, imported when first called."""
+
+    module: str
+    function: str
+
+    def __call__(self, ctx: QuantizeContext | AnalysisContext) -> dict[str, object]:
+        found: Callable[[QuantizeContext | AnalysisContext], dict[str, object]] = getattr(
+            importlib.import_module(self.module), self.function
+        )
+        return found(ctx)
+
+
+def _mixed_params(spec: ModelSpec) -> dict[str, object]:
+    return {"mixed": spec.mixed.model_dump(mode="json")}
+
+
+BUILTIN = (
+    Recipe(
+        "int8-dynamic",
+        Entry("packager.quantize.dynamic", "quantize_dynamic_int8"),
+        needs_calibration=False,
+        summary="INT8 weights, activations quantized at run time",
+    ),
+    Recipe(
+        "int8-qdq",
+        Entry("packager.quantize.static_qdq", "quantize_static_qdq"),
+        needs_calibration=True,
+        summary="static INT8 (QDQ), calibrated on real images",
+    ),
+    Recipe(
+        "fp16",
+        Entry("packager.quantize.fp16", "convert_fp16"),
+        needs_calibration=False,
+        summary="FP16 weights and compute; float32 I/O",
+        analysis=Entry("packager.quantize.fp16", "analyze_fp16_ranges"),
+    ),
+    Recipe(
+        "mixed",
+        Entry("packager.quantize.mixed", "quantize_mixed"),
+        needs_calibration=True,
+        summary="static INT8 (QDQ) with the most sensitive nodes kept in float",
+        params=_mixed_params,
+    ),
+)
+
+_RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in BUILTIN}
 
 PRECISIONS: dict[str, str] = {
     "fp32": "fp32",
@@ -103,7 +157,6 @@ def register(
 
 
 def get(name: str) -> Recipe:
-    _load_builtin()
     try:
         return _RECIPES[name]
     except KeyError:
@@ -111,10 +164,4 @@ def get(name: str) -> Recipe:
 
 
 def names() -> list[str]:
-    _load_builtin()
     return sorted(_RECIPES)
-
-
-def _load_builtin() -> None:
-    # Importing the recipe modules fills the registry; their heavy imports live inside the functions.
-    from packager.quantize import dynamic, fp16, mixed, static_qdq  # noqa: F401

@@ -10,7 +10,7 @@ import shutil
 
 from packager.errors import StepError
 from packager.quantize.calibrated import Calibrated
-from packager.quantize.registry import QuantizeContext, register
+from packager.quantize.registry import QuantizeContext
 
 
 def calibrated_of(ctx: QuantizeContext) -> Calibrated:
@@ -21,7 +21,6 @@ def calibrated_of(ctx: QuantizeContext) -> Calibrated:
     return Calibrated(ctx.calibrated)
 
 
-@register("int8-qdq", needs_calibration=True, summary="static INT8 (QDQ), calibrated on real images")
 def quantize_static_qdq(ctx: QuantizeContext) -> dict[str, object]:
     calibrated = calibrated_of(ctx)
     shutil.copyfile(calibrated.int8, ctx.output)

@@ -9,6 +9,10 @@ from pydantic import Field, field_validator, model_validator
 
 from targets.table import PlatformTable
 
+DEFAULT_INT8_METHOD = "float-prelu"
+"""How the INT8 .tflite is made (a key of :data:`targets.android.tflite_int8.INT8_METHODS`): declared
+here, where planning reads it, so that a plan does not import the converter and onnx."""
+
 Runtime = Literal["ort", "tflite"]
 OrtEp = Literal["xnnpack", "cpu", "nnapi"]
 TfliteDelegate = Literal["xnnpack", "nnapi", "gpu"]

@@ -20,7 +20,7 @@ from packager.errors import ConfigError
 from packager.steps import Step, StepOutput
 from packager.target import ModelProducts, Product, TargetContext, TargetPlan
 from targets.android import steps
-from targets.android.config import AndroidSpec
+from targets.android.config import DEFAULT_INT8_METHOD, AndroidSpec
 from targets.ort_mobile.ort_format import ANDROID_RUNTIME, check_runtime_version
 from targets.ort_mobile.step import plan_ort
 from targets.saved_model import saved_model_step
@@ -140,8 +140,6 @@ def _tflite(upstream: ModelProducts, table: AndroidSpec, module: str, planned: T
         planned.products.append(product("int8-dynamic", StepOutput(dynamic.name, "int8-dynamic.tflite")))
     if "int8" in table.tflite_precisions:
         assert upstream.calibration is not None
-        from targets.android.tflite_int8 import DEFAULT_INT8_METHOD
-
         int8 = Step(
             f"android-tflite-int8[{model}]",
             "convert",

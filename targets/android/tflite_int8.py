@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from packager.errors import ConversionError, DataError, StepError, UnknownName, first_line
+from targets.android.config import DEFAULT_INT8_METHOD
 from targets.android.prelu import equalize, rewrite_prelu
 from targets.android.tflite import (
     TOOL,
@@ -90,7 +91,6 @@ INT8_METHODS: dict[str, Int8Method] = {
         ),
     )
 }
-DEFAULT_INT8_METHOD = "float-prelu"
 PERCENTILES: tuple[float, ...] = (99.99, 99.995, 99.999)
 """Activation range cuts tried (percent of values inside, per tail); the one whose outputs are closest to
 float on the calibration samples is kept. SFace: 99.995 (eval cosine 0.9952 vs 0.9949 and 0.9943)."""

@@ -356,9 +356,10 @@ def check_runtime_version(
     format" page, *Backwards Compatibility*): a runtime runs .ort files at its own or an older ORT format
     version, not newer ones. A runtime newer than the converter is fine.
     """
-    import onnxruntime as ort
+    if converter is None:
+        import onnxruntime as ort  # only when asked: plans pass the version (no-op without onnxruntime)
 
-    converter = converter or ort.__version__
+        converter = ort.__version__
     version = runtime.rsplit(":", 1)[-1]
     try:
         shipped, made_by = parse_version(version), parse_version(converter)
