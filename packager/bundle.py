@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from packager.manifest import (
     ManifestSource,
 )
 from packager.results import BuildResult
+from packager.staging import make_staging, reap_dead_staging
 
 MANIFEST_SCHEMA = SCHEMA_VERSION
 
@@ -182,9 +182,8 @@ def write_bundle(
         raise OutputError(
             out_root, f"cannot create the output folder ({exc.strerror})", "pass --out"
         ) from None
-    _reap_dead_staging(out_root, final.name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-{os.getpid()}-", dir=out_root))
-    staging.chmod(0o755)  # mkdtemp makes it private; a release bundle is meant to be read by others
+    reap_dead_staging(out_root, final.name)
+    staging = make_staging(out_root, final.name)
     try:
         for f in files:
             dest = staging / f.dest
@@ -204,7 +203,7 @@ def write_bundle(
         write_results(result, staging, write_report)
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}-{os.getpid()}-old-", dir=out_root))
+            old = make_staging(out_root, final.name)  # a killed build's is reaped like its staging
             os.replace(final, old / final.name)
         os.replace(staging, final)
         if old is not None:
@@ -218,27 +217,6 @@ def write_bundle(
         _discard(staging, created)
         raise
     return final
-
-
-def _reap_dead_staging(out_root: Path, name: str) -> None:
-    """Remove the staging folders (``.<name>-<pid>-*``) of builds killed while writing this bundle;
-    a live build's are kept (its pid still runs)."""
-    pattern = re.compile(rf"^\.{re.escape(name)}-(\d+)-")
-    for folder in out_root.glob(f".{name}-*"):
-        match = pattern.match(folder.name)
-        if match is None or not folder.is_dir() or _alive(int(match.group(1))):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def _discard(staging: Path, created: list[Path]) -> None:

@@ -280,13 +280,14 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "cache",
         help="show the step cache of a config: location, entries, size, oldest and newest use",
         description="Show the local step cache of CONFIG (PACKAGER_CACHE overrides [build].cache). "
-        "--verify re-hashes every file of every entry and removes the corrupt entries.",
+        "--verify re-hashes every file of every entry and removes the corrupt entries; it exits 1 "
+        "when it found any (the cache is sound again, but something had corrupted it).",
     )
     cache.add_argument(
         "config", type=Path, nargs="?", default=Path("packager.toml"), help="path to packager.toml"
     )
     cache.add_argument(
-        "--verify", action="store_true", help="re-hash every entry and remove the corrupt ones"
+        "--verify", action="store_true", help="re-hash every entry, remove the corrupt ones (exit 1 if any)"
     )
     for command in (clean, cache):
         command.add_argument(
@@ -718,7 +719,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     table.add_row("oldest use", _when(summary.oldest_use))
     table.add_row("newest use", _when(summary.newest_use))
     console.print(table)
-    return EXIT_OK
+    # Like fsck: the cache is sound again, but something corrupted it (disk, a tool writing into an
+    # entry), and a CI job running this as a health check should see that.
+    return EXIT_ERROR if args.verify and report.removed else EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Where ``packager publish`` puts a release, so that a half-written version never looks complete.
 
 * A local folder (a path or a ``file://`` URL): the release is staged in a hidden sibling
-  ``.<version>.staging-*`` and renamed into place; rename(2) is atomic within a filesystem. With ``force``
-  the old version is renamed aside first and deleted once the new one is in place.
+  ``.<version>.staging-*`` and renamed into place; rename(2) is atomic within a filesystem, and the next
+  publish of that version removes a killed publish's staging folder (:mod:`packager.staging`). With
+  ``force`` the old version is renamed aside first and deleted once the new one is in place.
 * Any other fsspec filesystem (``s3://``, ``gs://``, ``memory://``...): object stores have no rename, so
   the files are uploaded in place, their sizes checked by listing, and the completion marker is uploaded
   last. A version folder without the marker is an interrupted publish: it is refused like an existing
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packager.errors import ConfigError, OutputError
+from packager.staging import make_staging, reap_dead_staging
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -111,16 +113,16 @@ def _place_local(
     created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
+        reap_dead_staging(final.parent, final.name)
+        staging = make_staging(final.parent, final.name)
     except OSError as exc:
         fix = "pass --to a writable folder"
         raise OutputError(final.parent, f"cannot create the release folder ({exc.strerror})", fix) from None
-    staging.chmod(0o755)  # mkdtemp makes it private; a release is meant to be read by others
     try:
         files = stage(staging)
         old = None
         if force and final.exists():  # the old version goes aside first: the swap is two renames
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old = make_staging(final.parent, final.name)  # a killed publish's is reaped like its staging
             os.replace(final, old / final.name)
         try:
             os.rename(staging, final)  # fails on a non-empty folder: a publish that finished meanwhile

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from staging_helpers import killed_writers_staging
 
 from packager.build import BuildOptions
 from packager.config import load_config
 from packager.pipeline import build_project
+from packager.staging import make_staging
 
 
 def _mtimes(bundle: Path) -> dict[str, int]:
@@ -54,9 +56,7 @@ def test_staging_left_by_a_killed_build_is_removed_by_the_next(tiny_project) -> 
     config = tiny_project(variants='["fp16"]')
     out = config.parent / "dist"
     out.mkdir()
-    leftover = out / ".tiny-0.1.0-999999999-abc"  # no such pid: its build is gone
-    (leftover / "models").mkdir(parents=True)
-    live = out / f".tiny-0.1.0-{os.getpid()}-xyz"  # this process: alive
-    live.mkdir()
+    leftover = killed_writers_staging(out, "tiny-0.1.0")
+    live = make_staging(out, "tiny-0.1.0")  # this process: alive
     build_project(load_config(config), BuildOptions())
     assert not leftover.exists() and live.exists()

@@ -71,7 +71,9 @@ def test_an_age_without_a_unit_exits_2(tiny_project, capsys: pytest.CaptureFixtu
     assert "give a number and a unit s, m, h or d" in capsys.readouterr().err
 
 
-def test_cache_verify_removes_corrupt_entries(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_verify_removes_corrupt_entries_and_exits_1(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tiny_project()
     cache = Cache(config.parent / ".packager-cache")
     _entry(cache, "a1" * 32, 100)
@@ -80,10 +82,11 @@ def test_cache_verify_removes_corrupt_entries(tiny_project, capsys: pytest.Captu
     st = target.stat()
     target.write_bytes(b"x" * 100)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # a load's stat check would not see it
-    assert main(["cache", str(config), "--verify"]) == 0
+    assert main(["cache", str(config), "--verify"]) == 1
     captured = capsys.readouterr()
     assert "verified 2 entries; 1 corrupt, removed" in captured.out and "a1a1a1a1a1a1" in captured.err
     assert list(cache.stored_keys()) == ["b2" * 32]
+    assert main(["cache", str(config), "--verify"]) == 0  # sound again
 
 
 def test_a_url_cache_keeps_a_local_working_cache_next_to_the_config(tiny_project) -> None:

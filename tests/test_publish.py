@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
+from staging_helpers import killed_writers_staging
 
 from packager.build import BuildOptions
 from packager.cli import main
@@ -183,6 +184,13 @@ def test_an_existing_version_is_refused_without_force_and_replaced_with_it(
     done = publish_bundle(bundle, str(tmp_path), forced)
     assert done.replaced and not (version / "stale.txt").exists()
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["0.1.0"]  # old copy and staging gone
+
+
+def test_a_killed_publishs_staging_is_removed_by_the_next_publish(bundle: Path, tmp_path: Path) -> None:
+    (tmp_path / "tiny").mkdir()
+    leftover = killed_writers_staging(tmp_path / "tiny", "0.1.0")
+    publish_bundle(bundle, str(tmp_path), NO_MAVEN)
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["0.1.0"] and not leftover.exists()
 
 
 def test_a_failed_publish_leaves_nothing_behind(bundle: Path, tmp_path: Path) -> None:
