@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packager import datasets
-from packager.config import Config, ModelSpec
+from packager.config import Config, ModelSpec, model_field
 from packager.errors import ConfigError
 from packager.hashing import Hasher
 from packager.quantize import registry
@@ -118,10 +118,7 @@ def model_steps(
     ``memo`` keeps what the plan reads from large inputs across builds (:meth:`Hasher.derived`)."""
     names = StepNames(spec.name)
     if spec.task is not None:  # a task check that cannot be found fails now, not after the first steps
-        try:
-            find_check(spec.task.check, config.path.parent.resolve())
-        except ConfigError as exc:
-            raise ConfigError(f"{config.path} [models] {spec.name!r}", exc.problems) from None
+        find_check(spec.task.check, config.path.parent.resolve(), task_field(config, spec))
     steps = [
         Step(
             names.prepare,
@@ -349,7 +346,15 @@ def _latency(config: Config) -> LatencySettings:
 def _job(config: Config, spec: ModelSpec, modes: tuple[OrtMode, ...], label: str) -> ValidateJob:
     from packager.validate.step import ValidateJob
 
-    return ValidateJob(spec, config.path.parent.resolve(), modes, _latency(config), label)
+    return ValidateJob(
+        spec, config.path.parent.resolve(), modes, _latency(config), label, task_field(config, spec)
+    )
+
+
+def task_field(config: Config, spec: ModelSpec) -> str:
+    """The field that names a model's task check, as its errors show it
+    (``packager.toml [models] 'm'.task.check``)."""
+    return f"{config.path} {model_field(spec.name, 'task.check')}"
 
 
 def prepared_meta(ctx: StepContext, prepare: str) -> PreparedMeta:

@@ -23,6 +23,7 @@ from packager.manifest import (
     Manifest,
     ManifestArtifact,
     ManifestContent,
+    ManifestFile,
     ManifestModel,
     ManifestProject,
     ManifestSource,
@@ -39,10 +40,12 @@ def bundle_name(result: BuildResult) -> str:
 
 def write_results(
     result: BuildResult, folder: Path, write_report: Callable[[BuildResult, Path], list[Path]]
-) -> None:
-    """results.json plus the reports rendered from it: what a bundle and a rejected build both carry."""
-    (folder / "results.json").write_text(result.model_dump_json(indent=1) + "\n")
-    write_report(result, folder)
+) -> list[Path]:
+    """results.json plus the reports rendered from it: what a bundle and a rejected build both carry.
+    Returns the files written, results.json first."""
+    results = folder / "results.json"
+    results.write_text(result.model_dump_json(indent=1) + "\n")
+    return [results, *write_report(result, folder)]
 
 
 def ensure_writable(out_root: Path) -> None:
@@ -78,6 +81,7 @@ def manifest(
     built_at: str | None = None,
     sources: list[ManifestSource] | None = None,
     archives: list[ManifestSource] | None = None,
+    reports: list[ManifestFile] | None = None,
 ) -> Manifest:
     """Everything a release engineer or a device harness needs to trust and run the artifacts.
 
@@ -122,6 +126,7 @@ def manifest(
         artifacts=artifacts,
         sources=sorted(sources or [], key=lambda s: s.path),
         archives=sorted(archives or [], key=lambda s: s.path),
+        reports=sorted(reports or [], key=lambda s: s.path),
     )
     return Manifest.seal(content, built_at or datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -154,14 +159,17 @@ def generate_sources(
     return described
 
 
-def _describe(path: Path, root: Path, platform: str) -> ManifestSource:
+def _file(path: Path, root: Path) -> ManifestFile:
     data = path.read_bytes()
-    return ManifestSource(
+    return ManifestFile(
         path=path.resolve().relative_to(root.resolve()).as_posix(),
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        platform=platform,
     )
+
+
+def _describe(path: Path, root: Path, platform: str) -> ManifestSource:
+    return ManifestSource(**dict(_file(path, root)), platform=platform)
 
 
 def write_bundle(
@@ -198,9 +206,9 @@ def write_bundle(
             _describe(write_zip(staging / platform, staging / f"{platform}.zip"), staging, platform)
             for platform in platform_folders([f.dest for f in files] + [s.path for s in sources])
         ]
-        final_manifest = manifest(result, files, built_at, sources, archives)
+        reports = [_file(path, staging) for path in write_results(result, staging, write_report)]
+        final_manifest = manifest(result, files, built_at, sources, archives, reports)
         (staging / "manifest.json").write_text(final_manifest.to_json())
-        write_results(result, staging, write_report)
         old = None
         if final.exists():
             old = make_staging(out_root, final.name)  # a killed build's is reaped like its staging

@@ -118,6 +118,15 @@ def _quiet_native_logs(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("packager")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command line; ``argv`` (the arguments about to be parsed) lets it skip reading the installed
     targets for their publish options unless they publish. None: every option."""
@@ -127,6 +136,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 error, 2 usage/config error, 3 a release gate failed.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = sub.add_parser(
@@ -707,7 +717,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             err_console.print(
                 f"[yellow]removed corrupt entry[/] {key[:12]}: {escape(problem)}", soft_wrap=True
             )
-        console.print(f"verified {report.checked} entries; {len(report.removed)} corrupt, removed")
+        found = f"{len(report.removed)} corrupt, removed" if report.removed else "all intact"
+        entries = "1 entry" if report.checked == 1 else f"{report.checked} entries"
+        console.print(f"verified {entries}: {found}")
     summary = summarize(cache)
     table = Table(title=f"step cache of {args.config}", show_header=False)
     table.add_column("what")

@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -481,10 +481,62 @@ def with_cache(config: Config, value: str) -> Config:
     return config.model_copy(update={"build": BuildSpec.model_validate({**build.model_dump(), **update})})
 
 
-def _format_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+def model_field(name: str, field: str = "") -> str:
+    """How an error names one model's table or field: ``[models] 'face_detector'.variants``, by the name
+    the user gave the model (not its index in the list, which they would have to count)."""
+    return f"[models] {name!r}" + (f".{field}" if field else "")
+
+
+def _location(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """A pydantic error location as the user reads the file: ``models.1.outputs.0.kind`` becomes
+    ``[models] 'face_detector'.outputs[0].kind`` (``[models] #2`` for a model with no usable name)."""
+    parts = list(loc)
+    text = ""
+    if len(parts) >= 2 and parts[0] == "models" and isinstance(parts[1], int):
+        models = data.get("models")
+        entry = models[parts[1]] if isinstance(models, list) and parts[1] < len(models) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        text = model_field(name) if isinstance(name, str) else f"[models] #{parts[1] + 1}"
+        parts = parts[2:]
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at ``loc`` (a pydantic error location in :class:`Config`) allows; empty when
+    ``loc`` is not inside a model (a free-form table such as ``task.gates``)."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):  # an item of a list of tables
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return [name for name in model.model_fields if name != "path"] if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds, through ``X | None`` and ``list[X]``; None for plain values."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:  # keys are the user's (output names, metric names): no schema
+        return None
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+
+
+def _format_error(err: dict[str, Any], data: dict[str, Any]) -> str:
+    """One line per pydantic error, located as :func:`_location` says; ``data`` is what was validated."""
+    loc = _location(err["loc"], data)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        import difflib  # error paths only: not on a no-op build's import path
+
+        close = difflib.get_close_matches(key, _fields_at(err["loc"][:-1]), n=1)
+        if close:
+            return f"{loc}: unknown key; did you mean {close[0]!r}? (see README 'Configuration')"
         return f"{loc}: unknown key (check spelling; see README 'Configuration')"
     if err["type"] == "missing":
         return f"{loc}: required but missing"
@@ -517,7 +569,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     try:
         config = Config.model_validate({**data, "targets": targets})
     except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()] + problems
+        problems = [_format_error(e, data) for e in exc.errors()] + problems
     if problems:
         raise ConfigError(path, problems)
     return config

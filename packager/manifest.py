@@ -16,9 +16,9 @@ also holds this host's measurements, which vary from build to build: every ``lat
 ``baseline_latency``, conversion ``seconds`` and the INT8 speed check's ``host_speed``. So
 ``content_sha256`` is equal for two builds only when those are (a rebuild from the same cache); the rest
 of the content is equal for two builds of the same inputs, but for the checksums that ``nondeterminism``
-explains. One decision rests on a measurement: an INT8 ``.tflite`` that ``slower_int8 = "reject"`` turns
-away for being slower than FP32 on this host may ship from one build and not from another when the two
-run close.
+explains and those of the ``reports``, which print the same measurements. One decision rests on a
+measurement: an INT8 ``.tflite`` that ``slower_int8 = "reject"`` turns away for being slower than FP32
+on this host may ship from one build and not from another when the two run close.
 
 This module imports nothing but pydantic and the result types: device_bench reads bundles with it.
 """
@@ -43,7 +43,7 @@ from packager.results import (
     VariantResult,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """3: one typed model; every artifact carries its platform, runtime, precision and validation.
 4: generated ``sources``; quantized tensors carry ``scale``/``zero_point``; ``evaluation`` typed.
 5: an artifact this host cannot run may carry ``validated_on``, the stand-in its metrics were measured on.
@@ -213,20 +213,26 @@ class ManifestArtifact(_Frozen):
     ``None``: they give the same bytes (module docstring, *Reproducibility*)."""
 
 
-class ManifestSource(_Frozen):
-    """A source file a platform target generated for the app (a loader, a build file, a README)."""
+class ManifestFile(_Frozen):
+    """A file of the bundle and its checksum."""
 
     path: str
     """Relative to the bundle root, ``/``-separated."""
     sha256: Sha256
     size_bytes: int
+
+
+class ManifestSource(ManifestFile):
+    """A source file a platform target generated for the app (a loader, a build file, a README), or a
+    platform's archive."""
+
     platform: str
 
 
 class ManifestContent(_Frozen):
     """Everything ``content_sha256`` covers."""
 
-    schema_version: Literal[6]  # = SCHEMA_VERSION
+    schema_version: Literal[7]  # = SCHEMA_VERSION
     project: ManifestProject
     config_sha256: str
     """sha256 of the effective config (``Config.digest``)."""
@@ -244,6 +250,10 @@ class ManifestContent(_Frozen):
     archives: list[ManifestSource] = []
     """``<platform>.zip`` of each platform folder (sorted entries, fixed timestamps and modes): the same
     bytes for two builds of the same inputs unless an artifact in it has ``nondeterminism``."""
+    reports: list[ManifestFile] = []
+    """``results.json`` and the reports rendered from it (``report.md``, ``report.html``), sorted by path:
+    written before the manifest, so that ``packager verify`` catches an edited result. ``packager report``
+    renders the same bytes again from ``results.json`` with the same packager version."""
 
     def content_digest(self) -> str:
         """sha256 of the sorted JSON of the hashed fields, as written to manifest.json."""
@@ -252,7 +262,7 @@ class ManifestContent(_Frozen):
 
 
 class Manifest(ManifestContent):
-    """manifest.json of a bundle (``schema_version`` 6)."""
+    """manifest.json of a bundle (``schema_version`` 7)."""
 
     content_sha256: Sha256
     """sha256 of ``json.dumps(content, sort_keys=True)``, content = this JSON minus the two last fields."""

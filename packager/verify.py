@@ -1,9 +1,9 @@
 """``packager verify``: does a bundle on disk still hold exactly what its manifest says?
 
-Every artifact, generated source and platform archive the manifest lists is hashed again (a folder such
-as an ``.mlpackage`` the way the build hashed it: the sorted listing of its files and their sha256), the
-manifest's own ``content_sha256`` is recomputed, and every file the manifest does not account for is
-reported. What a release pipeline runs after copying a bundle around, before publishing it.
+Every artifact, generated source, platform archive and report the manifest lists is hashed again (a
+folder such as an ``.mlpackage`` the way the build hashed it: the sorted listing of its files and their
+sha256), the manifest's own ``content_sha256`` is recomputed, and every file the manifest does not
+account for is reported. What a release pipeline runs after copying a bundle around, before publishing it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from packager.cache import Hasher
 from packager.errors import DataError
 from packager.manifest import load_manifest
 
-UNLISTED_FILES = ("manifest.json", "results.json", "report.md", "report.html")
-"""Files at the bundle's root that describe it and so cannot be listed in it."""
+UNLISTED_FILES = ("manifest.json",)
+"""The one file a bundle cannot list: the manifest itself (its ``content_sha256`` covers it)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def verify_bundle(bundle: Path) -> Verification:
     hasher = Hasher()
     accounted = {bundle / name for name in UNLISTED_FILES}
     listed = [(a.path, a.sha256) for a in manifest.artifacts]
-    listed += [(s.path, s.sha256) for s in [*manifest.sources, *manifest.archives]]
+    listed += [(f.path, f.sha256) for f in [*manifest.sources, *manifest.archives, *manifest.reports]]
     for rel, expected in listed:
         target = bundle / rel
         if not target.exists():

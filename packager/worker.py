@@ -25,6 +25,7 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -100,6 +101,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
+def _temp_files_in(folder: Path) -> None:
+    """Point the step's temporary files, and those of the tools it starts, into its scratch folder.
+
+    Tools clean their temporaries at interpreter exit (coremltools' in-memory ML Programs are temporary
+    ``.mlpackage`` folders, TensorFlow autograph writes ``__autograph_generated_file*.py``, both removed
+    by ``atexit``), and a worker ends with ``os._exit``, which runs no ``atexit``: they piled up in the
+    system temp folder (39 MB of ``tmp*.mlpackage`` per example build). The scratch folder is removed
+    when the step ends, or with a killed build's scratch by the next build (cache_lease).
+    """
+    folder.mkdir()
+    tempfile.tempdir = str(folder)  # this process only: it is a fork, and it ends with the step
+    os.environ["TMPDIR"] = str(folder)  # for kotlinc, java and the like started by the step
+
+
 def _child(
     pending: PendingStep, context: StepContext, conn: Connection, tool_log: Path, runner: StepRunner
 ) -> None:  # pragma: no cover - runs in the forked process (its effects are tested)
@@ -114,6 +129,7 @@ def _child(
     # Python-level writers too: the parent's sys.stdout may not be fd 1 (a test runner's capture).
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    _temp_files_in(context.out.parent / "tmp")
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -84,9 +84,10 @@ def test_cache_verify_removes_corrupt_entries_and_exits_1(
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # a load's stat check would not see it
     assert main(["cache", str(config), "--verify"]) == 1
     captured = capsys.readouterr()
-    assert "verified 2 entries; 1 corrupt, removed" in captured.out and "a1a1a1a1a1a1" in captured.err
+    assert "verified 2 entries: 1 corrupt, removed" in captured.out and "a1a1a1a1a1a1" in captured.err
     assert list(cache.stored_keys()) == ["b2" * 32]
     assert main(["cache", str(config), "--verify"]) == 0  # sound again
+    assert "verified 1 entry: all intact" in capsys.readouterr().out
 
 
 def test_a_url_cache_keeps_a_local_working_cache_next_to_the_config(tiny_project) -> None:

@@ -22,6 +22,14 @@ def test_help_explains_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "build" in out and "check" in out and "Exit codes" in out
 
 
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"packager {version('packager')}\n"
+
+
 def test_corrupt_model_exits_1_with_one_line(tiny_project, capsys: pytest.CaptureFixture[str]) -> None:
     config = tiny_project()
     model = config.parent / "model.onnx"

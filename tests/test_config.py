@@ -45,7 +45,7 @@ def test_bad_enum_names_field_value_and_choices(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(data, tmp_path / "p.toml")
     message = str(err.value)
-    assert "models.0.input.layout" in message and "'CHW'" in message and "NCHW" in message
+    assert "[models] 'm'.input.layout" in message and "'CHW'" in message and "NCHW" in message
 
 
 def test_all_problems_are_reported_together(tmp_path: Path) -> None:
@@ -56,8 +56,56 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_typo_in_a_key_is_an_error_not_ignored(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"models\.0\.varients: unknown key"):
+    with pytest.raises(ConfigError, match=r"\[models\] 'm'\.varients: unknown key"):
         parse_config(_with_model(varients=["fp16"]), tmp_path / "p.toml")
+
+
+def test_a_misspelt_key_suggests_the_closest_key_of_its_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with_model(varients=["fp16"]), tmp_path / "p.toml")
+    assert err.value.problems == [
+        "[models] 'm'.varients: unknown key; did you mean 'variants'? (see README 'Configuration')"
+    ]
+
+
+def test_a_misspelt_key_in_a_nested_table_suggests_from_that_table(tmp_path: Path) -> None:
+    data = _with_model(input={"size": [112, 112], "layot": "NHWC"}, task={"chek": "c.py:check"})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path / "p.toml")
+    assert err.value.problems == [
+        "[models] 'm'.input.layot: unknown key; did you mean 'layout'? (see README 'Configuration')",
+        "[models] 'm'.task.check: required but missing",
+        "[models] 'm'.task.chek: unknown key; did you mean 'check'? (see README 'Configuration')",
+    ]
+
+
+def test_an_unknown_key_like_no_allowed_one_asks_to_check_the_spelling(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with_model(zzz=1), tmp_path / "p.toml")
+    assert err.value.problems == [
+        "[models] 'm'.zzz: unknown key (check spelling; see README 'Configuration')"
+    ]
+
+
+def test_a_model_is_named_by_its_name_not_its_index(tmp_path: Path) -> None:
+    second = {**MINIMAL["models"][0], "name": "face_detector", "varients": ["fp16"]}
+    with pytest.raises(ConfigError, match=r"^\S+ \[models\] 'face_detector'\.varients: unknown key"):
+        parse_config({**MINIMAL, "models": [MINIMAL["models"][0], second]}, tmp_path / "p.toml")
+
+
+def test_a_model_without_a_name_is_named_by_its_position_counted_from_one(tmp_path: Path) -> None:
+    unnamed = {k: v for k, v in MINIMAL["models"][0].items() if k != "name"}
+    with pytest.raises(ConfigError) as err:
+        parse_config({**MINIMAL, "models": [MINIMAL["models"][0], unnamed]}, tmp_path / "p.toml")
+    assert err.value.problems == ["[models] #2.name: required but missing"]
+
+
+def test_an_item_of_a_list_in_a_model_is_named_by_its_index_in_brackets(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with_model(outputs=[{"name": "a", "knd": "dense"}]), tmp_path / "p.toml")
+    assert err.value.problems == [
+        "[models] 'm'.outputs[0].knd: unknown key; did you mean 'kind'? (see README 'Configuration')"
+    ]
 
 
 def test_static_variants_require_calibration(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ onnx2tf runs once per model for the session (a few seconds each); coremltools ta
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import model_factory
@@ -271,6 +272,18 @@ def test_int8_quantizes_every_weight_above_the_threshold(int8: CoreMLCompression
     # constexpr_affine_dequantize is an iOS16 op: quantizing an iOS15 package raises its target.
     assert (int8.deployment_target, int8.raised_from, facts.spec_version) == ("iOS16", "iOS15", 7)
     assert facts.metadata == METADATA
+
+
+def test_conversion_and_compression_leave_no_temporary_package(
+    ios_saved_models, ios_onnx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # coremltools removes its temporary packages only at exit, which a forked step worker never runs.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    conversion = _convert(ios_saved_models("heads"), ios_onnx["heads"], tmp_path / "h.mlpackage")
+    compress_int8(conversion.path, tmp_path / "h_int8.mlpackage")
+    assert list(temp.glob("*.mlpackage")) == []  # (TensorFlow's autograph .py files are its own)
 
 
 def test_int8_for_ios18_uses_its_blockwise_format(ios_saved_models, ios_onnx, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def _results(outcome: BuildOutcome) -> dict[str, VariantResult]:
 def test_device_bench_reads_every_artifact_packager_wrote(built: BuildOutcome) -> None:
     text = (built.bundle / "manifest.json").read_text()
     written = Manifest.model_validate_json(text)
-    assert written.schema_version == SCHEMA_VERSION == 6
+    assert written.schema_version == SCHEMA_VERSION == 7
     assert written.to_json() == text  # the writer is deterministic: sorted keys, same floats
 
     results = _results(built)
@@ -162,13 +162,13 @@ def test_a_manifest_of_another_schema_version_is_refused_with_the_fix(built: Bui
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "schema_version": 5}))
     expected = (
-        rf"{re.escape(str(path))}: manifest schema_version 5 found, 6 expected\. "
+        rf"{re.escape(str(path))}: manifest schema_version 5 found, 7 expected\. "
         r"Fix: rebuild the bundle with packager"
     )
     with pytest.raises(BundleError, match=expected):
         select_artifacts(built.bundle, {"onnx"})
-    path.write_text(json.dumps({**data, "schema_version": 7}))
-    with pytest.raises(BundleError, match=r"7 found, 6 expected\. Fix: use a device-bench as new"):
+    path.write_text(json.dumps({**data, "schema_version": 8}))
+    with pytest.raises(BundleError, match=r"8 found, 7 expected\. Fix: use a device-bench as new"):
         select_artifacts(built.bundle, {"onnx"})
 
 
@@ -178,7 +178,7 @@ def test_a_manifest_that_does_not_validate_names_the_field(built: BuildOutcome) 
     del data["artifacts"][1]["sha256"]
     path.write_text(json.dumps(data))
     with pytest.raises(
-        BundleError, match=r"does not match schema_version 6 at artifacts\.1\.sha256: Field required"
+        BundleError, match=r"does not match schema_version 7 at artifacts\.1\.sha256: Field required"
     ):
         select_artifacts(built.bundle, {"onnx"})
     path.write_text("{not json")

@@ -116,6 +116,21 @@ def test_a_tool_s_own_output_goes_to_the_step_s_tool_log_not_the_terminal(
     assert "onnx2tf says hello" in text and "native warning" in text
 
 
+def test_temporary_files_a_worker_leaves_are_removed_with_its_scratch_folder(tmp_path: Path) -> None:
+    # Tools clean their temporaries with atexit, which a worker (ending with os._exit) never runs.
+    def leaky(ctx: StepContext) -> dict[str, object]:
+        import subprocess
+        import tempfile
+
+        made = tempfile.mkdtemp(suffix=".mlpackage")
+        child = subprocess.run(["mktemp"], capture_output=True, text=True, check=True).stdout.strip()
+        return {"made": made, "child": child}
+
+    meta = run_plan([Step("leaky[m]", "test", run=leaky)], _runner(tmp_path), jobs=2).results["leaky[m]"].meta
+    for path in (Path(str(meta["made"])), Path(str(meta["child"]))):
+        assert path.is_relative_to(tmp_path / "cache") and not path.exists()
+
+
 def _fails_with(error: BaseException) -> Step:
     def run(ctx: StepContext) -> dict[str, object]:
         raise error

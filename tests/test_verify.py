@@ -68,3 +68,18 @@ def test_an_edited_manifest_is_caught_by_its_content_hash(bundle: Path) -> None:
 def test_a_folder_without_a_manifest_is_an_error_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no manifest.json here\. Fix: pass a bundle folder"):
         verify_bundle(tmp_path)
+
+
+def test_an_edited_result_is_caught(bundle: Path) -> None:
+    results = bundle / "results.json"
+    results.write_text(results.read_text().replace('"passed": true', '"passed": false', 1))
+    (problem,) = verify_bundle(bundle).problems
+    assert problem.startswith("results.json: sha256 ")
+
+
+def test_reports_rendered_again_by_packager_report_still_verify(bundle: Path) -> None:
+    (bundle / "report.md").unlink()
+    (bundle / "report.html").write_text("edited")
+    assert len(verify_bundle(bundle).problems) == 2
+    assert main(["report", str(bundle)]) == 0
+    assert verify_bundle(bundle).problems == []

@@ -14,7 +14,7 @@ import numpy as np
 
 from packager.errors import StepError
 from packager.results import ModeResult, OrtMode, OutputMetrics, TaskResult
-from packager.tasks import TaskCheck, TaskContext
+from packager.tasks import TaskCheck, TaskContext, check_failed
 from packager.validate import metrics
 from packager.validate.formats import NotRunnable, Runner, cannot_run_here, modes_for, runner_for
 from packager.validate.runners import OrtRunner
@@ -54,14 +54,21 @@ class TaskRun:
     context: TaskContext
     name: str
     """The ``module:function`` spec, for error messages."""
+    base: Path
+    """The config's folder: a ``file.py:function`` spec is relative to it."""
+    field: str
+    """The config field that names the check, for errors (``packager.toml [models] 'm'.task.check``)."""
 
     def run(self, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> list[TaskResult]:
+        """The check's metrics on ``reference`` and ``candidate`` outputs.
+
+        Raises:
+            StepError: the check raised; names the line of its file and what a check receives.
+        """
         try:
             found = self.check(reference, candidate, self.context)
         except Exception as exc:  # a user's hook: any failure is theirs to see, named
-            raise StepError(
-                f"task check {self.name}", f"{type(exc).__name__}: {exc}", "fix the check function"
-            ) from exc
+            raise check_failed(self.name, self.base, self.field, self.check, exc, reference) from exc
         return [TaskResult(**dataclasses.asdict(m)) for m in found]
 
 

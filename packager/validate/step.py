@@ -50,6 +50,8 @@ class ValidateJob:
     latency: LatencySettings
     label: str
     """Names the artifact in progress and errors ("int8-qdq of model m")."""
+    task_field: str
+    """The config field naming the task check, for its errors (``packager.toml [models] 'm'.task.check``)."""
 
 
 def validate_step(job: ValidateJob, prepared: PreparedMeta, ctx: StepContext) -> dict[str, object]:
@@ -74,7 +76,8 @@ def validate_step(job: ValidateJob, prepared: PreparedMeta, ctx: StepContext) ->
     task = None
     if spec.task is not None:
         context = TaskContext(data.tensors, (spec.input.height, spec.input.width), spec.input.layout)
-        task = TaskRun(load_check(spec.task.check, job.config_dir), context, spec.task.check)
+        check = load_check(spec.task.check, job.config_dir, job.task_field)
+        task = TaskRun(check, context, spec.task.check, job.config_dir, job.task_field)
     results, outputs = evaluate(
         ctx.inputs["model"],
         job.modes,

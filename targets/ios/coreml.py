@@ -196,13 +196,27 @@ def _stable_manifest(package: Path) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
 
 
+def _drop_temp_package(mlmodel: Any) -> None:
+    """Remove the temporary ``.mlpackage`` that holds an ML Program coremltools made in memory.
+
+    coremltools removes it only at interpreter exit (``atexit``), which a forked step worker never runs,
+    and each conversion makes two or three (the converted model, the spec rebuilt around its weights).
+    """
+    if getattr(mlmodel, "is_temp_package", False):
+        shutil.rmtree(mlmodel.package_path, ignore_errors=True)
+
+
 def _save(mlmodel: Any, out: Path) -> None:
-    """Save next to ``out``, make it deterministic, then move it into place (no half-written package)."""
+    """Save next to ``out``, make it deterministic, then move it into place (no half-written package);
+    ``mlmodel``'s temporary package is removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}-partial.mlpackage")
     shutil.rmtree(partial, ignore_errors=True)
-    with quiet():
-        mlmodel.save(str(partial))
+    try:
+        with quiet():
+            mlmodel.save(str(partial))
+    finally:
+        _drop_temp_package(mlmodel)
     _stable_manifest(partial)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(partial, out)
@@ -344,7 +358,10 @@ def convert_mlpackage(
     renames.update({tf_outputs[i]: outputs[name] for i, name in enumerate(output_names)})
     _rename(spec, {old: new for old, new in renames.items() if old != new}, step)
     _set_metadata(spec, metadata)
-    _save(ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True), out)
+    try:  # the rebuilt model reads its weights from the converted model's temporary package
+        _save(ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True), out)
+    finally:
+        _drop_temp_package(mlmodel)
     seconds = time.perf_counter() - start
     written = {f.name: f for f in read_features(spec.description.output)}
     log.info("coremltools conversion of %s took %.1f s", saved_model, seconds)
@@ -397,7 +414,10 @@ def compress_int8(
     spec = quantized.get_spec()
     # The quantizer copies the source's metadata: a package not made here may carry coremltools' date.
     spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
-    _save(ct.models.MLModel(spec, weights_dir=quantized.weights_dir, skip_model_load=True), out)
+    try:
+        _save(ct.models.MLModel(spec, weights_dir=quantized.weights_dir, skip_model_load=True), out)
+    finally:
+        _drop_temp_package(quantized)
     seconds = time.perf_counter() - start
     weights, _ = read_weights(ct.models.MLModel(str(out), skip_model_load=True))
     kept, skipped = weight_problems(weights, "int8", weight_threshold)
