@@ -144,6 +144,17 @@ def test_report_rerenders_from_results_json(tiny_project) -> None:
     assert (bundle / "report.md").read_text() == original
 
 
+def test_report_refuses_a_results_json_the_manifest_does_not_list(
+    tiny_project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_project(variants='["fp16"]')
+    assert main(["build", str(config)]) == 0
+    results = config.parent / "dist" / "tiny-0.1.0" / "results.json"
+    results.write_text(results.read_text().replace('"passed": true', '"passed": false', 1))
+    assert main(["report", str(results.parent)]) == 1
+    assert "results.json: does not match the sha256 manifest.json lists" in capsys.readouterr().err
+
+
 def test_bench_delegates_to_device_bench(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--help"]) == 0
     assert "device-bench" in capsys.readouterr().out
