@@ -736,40 +736,17 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_ERROR if args.verify and report.removed else EXIT_OK
 
 
-def _check_against_manifest(results: Path) -> None:
-    """A bundle's results.json must be the one its manifest lists: reports rendered from an edited one
-    would state numbers the build never measured. A rejected build's folder has no manifest: rendered
-    as it is.
-
-    Raises:
-        DataError: the manifest lists another sha256 for results.json.
-    """
-    import hashlib
-
-    from packager.manifest import load_manifest
-
-    manifest_path = results.parent / "manifest.json"
-    if not manifest_path.is_file():
-        return
-    listed = {f.path: f.sha256 for f in load_manifest(manifest_path, DataError).reports}
-    expected = listed.get(results.name)
-    if expected is not None and hashlib.sha256(results.read_bytes()).hexdigest() != expected:
-        raise DataError(
-            results, "does not match the sha256 manifest.json lists for it (it was edited)",
-            "restore the bundle's results.json (`packager verify` lists what changed), or rebuild",
-        )  # fmt: skip
-
-
 def _cmd_report(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from packager.report import write_report
     from packager.results import BuildResult
+    from packager.verify import check_results
 
     stored = args.bundle / "results.json"
     if not stored.is_file():
         raise DataError(stored, "no results.json here", "pass a bundle folder written by `packager build`")
-    _check_against_manifest(stored)
+    check_results(args.bundle)
     try:
         result = BuildResult.model_validate_json(stored.read_text())
     except ValidationError as exc:

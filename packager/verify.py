@@ -13,6 +13,7 @@ from pathlib import Path
 
 from packager.cache import Hasher
 from packager.errors import DataError
+from packager.hashing import sha256_file
 from packager.manifest import load_manifest
 
 UNLISTED_FILES = ("manifest.json",)
@@ -55,3 +56,23 @@ def verify_bundle(bundle: Path) -> Verification:
     extra = [p for p in bundle.rglob("*") if p.is_file() and p not in accounted]
     problems += [f"{p.relative_to(bundle)}: not in the manifest" for p in extra]
     return Verification(checked=len(listed), problems=sorted(problems))
+
+
+def check_results(bundle: Path) -> None:
+    """Check that ``bundle``'s results.json is the one its manifest lists, before reports are rendered
+    from it: an edited one would make them state numbers the build never measured. A rejected build's
+    folder has no manifest, and its results.json is taken as it is.
+
+    Raises:
+        DataError: the manifest lists another sha256 for results.json, or cannot be read.
+    """
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        return
+    expected = {f.path: f.sha256 for f in load_manifest(path, DataError).reports}.get("results.json")
+    results = bundle / "results.json"
+    if expected is not None and sha256_file(results) != expected:
+        raise DataError(
+            results, "does not match the sha256 manifest.json lists for it (it was edited)",
+            "restore the bundle's results.json (`packager verify` lists what changed), or rebuild",
+        )  # fmt: skip
